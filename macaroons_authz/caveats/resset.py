@@ -1,0 +1,374 @@
+"""Actions, resource sets and ``IfPresent`` (spec sections 9.2-9.4)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import attrs
+
+from .. import _msgpack
+from ..errors import (
+    BadCaveatError,
+    DecodeError,
+    InvalidAccessError,
+    ResourceUnspecifiedError,
+    UnauthorizedError,
+    UnauthorizedForActionError,
+    UnauthorizedForResourceError,
+)
+from ._base import (
+    Caveat,
+    Registry,
+    caveats_from_json,
+    caveats_to_json,
+    decode_set_bytes,
+    decode_set_value,
+    json_object,
+    pack_set,
+    string,
+    struct,
+    uint,
+)
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ..access import Access
+
+__all__ = ["Action", "ActionCaveat", "IfPresent", "Prefix", "ResourceSet"]
+
+_MISSING = object()
+_ACTION_LETTERS = (("r", 0x01), ("w", 0x02), ("c", 0x04), ("d", 0x08), ("C", 0x10))
+
+
+class Action(enum.IntFlag, boundary=enum.KEEP):
+    """A bit mask of actions on a resource (16 bits on the wire).
+
+    ``r`` read, ``w`` write, ``c`` create, ``d`` delete, ``C`` control
+    (start, stop, signal). An access's action is allowed by a mask when it is
+    a subset of it.
+    """
+
+    NONE = 0
+    READ = 0x01
+    WRITE = 0x02
+    CREATE = 0x04
+    DELETE = 0x08
+    CONTROL = 0x10
+    ALL = 0x1F
+
+    @classmethod
+    def from_letters(cls, letters: str) -> Action:
+        """Parse the JSON form: ``"*"`` is every bit; unknown letters are ignored."""
+        if letters == "*":
+            return cls(0xFFFF)
+        mask = 0
+        for letter, bit in _ACTION_LETTERS:
+            if letter in letters:
+                mask |= bit
+        return cls(mask)
+
+    @property
+    def letters(self) -> str:
+        """The JSON form: the letters of bits 0-4 in ``rwcdC`` order."""
+        return action_letters(self)
+
+    def is_subset_of(self, other: int) -> bool:
+        """Whether every bit of this mask is set in *other*."""
+        return self & other == self
+
+
+def action_letters(mask: int) -> str:
+    """The letters ``rwcdC`` of the set bits 0-4 of *mask*; higher bits are not shown."""
+    return "".join(letter for letter, bit in _ACTION_LETTERS if mask & bit)
+
+
+def _json_action(value: Any, what: str) -> int:
+    if value is None:
+        return 0
+    if type(value) is not str:
+        raise DecodeError(f"{what} must be a string of action letters")
+    return int(Action.from_letters(value))
+
+
+def _msgpack_action(value: Any, what: str) -> int:
+    return uint(value, what, 0xFFFF)
+
+
+def access_action(access: object, caveat: Caveat) -> int | UnauthorizedError:
+    """The action of *access*, or an error if it has none."""
+    action = getattr(access, "action", _MISSING)
+    if type(action) is not int and not isinstance(action, int):
+        return InvalidAccessError(
+            f"unauthorized: bad data for token verification: {caveat.name} needs an action",
+            caveat=caveat,
+        )
+    return action
+
+
+def action_error(caveat: Caveat, action: int, allowed: int, what: str) -> UnauthorizedForActionError:
+    """The error for an action that *allowed* does not cover."""
+    return UnauthorizedForActionError(
+        f"unauthorized for {action_letters(action & ~allowed) or hex(action & ~allowed)} "
+        f"on {what} ({caveat.name})",
+        caveat=caveat,
+    )
+
+
+class Prefix(str):
+    """A resource id that matches every id starting with it (``StorageObjects``)."""
+
+    __slots__ = ()
+
+
+K = TypeVar("K", int, str)
+
+
+def _sorted_entries(entries: Mapping[Any, int] | Iterable[tuple[Any, int]]) -> tuple[tuple[Any, int], ...]:
+    items = entries.items() if isinstance(entries, Mapping) else entries
+    merged = dict(items)
+    return tuple(sorted(merged.items(), key=lambda kv: _sort_key(kv[0])))
+
+
+def _sort_key(key: int | str) -> Any:
+    # Go sorts string keys bytewise.
+    return key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
+
+
+@attrs.frozen
+class ResourceSet(Generic[K]):
+    """Resource ids, each with the actions allowed on it.
+
+    A zero id (``0`` or ``""``) is a wildcard for every resource of the kind
+    and must stand alone. Keys that are :class:`Prefix` match every id they
+    begin; when several match, their actions intersect. An empty set allows
+    nothing.
+
+    >>> apps = ResourceSet({123: Action.READ, 456: Action.READ | Action.WRITE})
+    >>> apps.prohibits(123, Action.READ, "app") is None
+    True
+    """
+
+    entries: tuple[tuple[K, int], ...] = attrs.field(converter=_sorted_entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, key: K) -> int | None:
+        """The actions allowed on exactly *key*, or ``None``."""
+        for k, v in self.entries:
+            if k == key:
+                return v
+        return None
+
+    def keys(self) -> list[K]:
+        """The ids, sorted."""
+        return [k for k, _ in self.entries]
+
+    def prohibits(
+        self, resource: K | None, action: int, kind: str, caveat: Caveat | None = None
+    ) -> UnauthorizedError | None:
+        """Why *action* on *resource* is not allowed, or ``None`` if it is (spec 9.2)."""
+        # The zero id (0 or "") is the wildcard.
+        has_zero = any(not k for k, _ in self.entries)
+        if has_zero and len(self.entries) > 1:
+            return BadCaveatError(
+                "unauthorized: bad caveat: cannot specify zero ID along with other IDs",
+                caveat=caveat,
+            )
+        if resource is None:
+            return ResourceUnspecifiedError(
+                f"unauthorized: bad data for token verification: must specify {kind}",
+                caveat=caveat,
+            )
+        perm = 0xFFFF
+        found = False
+        for k, v in self.entries:
+            if not k or k == resource or (
+                isinstance(k, Prefix) and isinstance(resource, str) and resource.startswith(k)
+            ):
+                perm &= v
+                found = True
+        if not found:
+            return UnauthorizedForResourceError(
+                f"unauthorized for {kind} {resource}", caveat=caveat
+            )
+        if action & perm != action:
+            return UnauthorizedForActionError(
+                f"unauthorized for {action_letters(action & ~perm) or hex(action & ~perm)} "
+                f"on {kind} {resource}",
+                caveat=caveat,
+            )
+        return None
+
+    # -- coding ------------------------------------------------------------
+
+    def to_msgpack(self) -> dict[Any, int]:
+        """The canonical map (keys sorted)."""
+        return {(str(k) if isinstance(k, Prefix) else k): v for k, v in self.entries}
+
+    def to_json(self) -> dict[str, str]:
+        """The JSON object: ids as strings, actions as letters (keys sorted as Go does)."""
+        return {str(k): action_letters(v) for k, v in sorted(self.entries, key=lambda kv: str(kv[0]))}
+
+    @classmethod
+    def from_msgpack(cls, value: Any, key_type: type, what: str) -> ResourceSet[Any] | None:
+        """Decode a map (``None`` for nil) with keys of *key_type* (int, str or Prefix)."""
+        if value is None:
+            return None
+        if type(value) is not dict:
+            raise DecodeError(f"{what} must be a map")
+        entries = []
+        for k, v in value.items():
+            if key_type is int:
+                key: Any = uint(k, f"{what} id")
+            else:
+                key = key_type(string(k, f"{what} id"))
+            entries.append((key, _msgpack_action(v, f"{what} actions")))
+        return cls(entries)
+
+    @classmethod
+    def from_json(cls, value: Any, key_type: type, what: str) -> ResourceSet[Any] | None:
+        """Decode the JSON object form (``None`` for ``null``)."""
+        if value is None:
+            return None
+        if type(value) is not dict:
+            raise DecodeError(f"{what} must be an object")
+        entries = []
+        for k, v in value.items():
+            if key_type is int:
+                if not (k.isascii() and k.isdigit()) or int(k) >= 2**64:
+                    raise DecodeError(f"{what} ids must be unsigned integers")
+                key: Any = int(k)
+            else:
+                key = key_type(k)
+            entries.append((key, _json_action(v, f"{what} actions")))
+        return cls(entries)
+
+
+def resource_set_field(key_type: type) -> Any:
+    """An attrs field holding an optional :class:`ResourceSet` (``None`` is Go's nil)."""
+
+    def convert(value: Any) -> Any:
+        if value is None or isinstance(value, ResourceSet):
+            return value
+        return ResourceSet({(key_type(k) if key_type is Prefix else k): v for k, v in dict(value).items()})
+
+    return attrs.field(converter=convert)
+
+
+@attrs.frozen
+class ActionCaveat(Caveat):
+    """Restricts every access to a subset of *action* (type 26, JSON ``Action``)."""
+
+    action: int
+
+    type_number = 26
+    name = "Action"
+
+    def prohibits(self, access: Access) -> UnauthorizedError | None:
+        """The access's action must be a subset of :attr:`action`."""
+        action = access_action(access, self)
+        if isinstance(action, UnauthorizedError):
+            return action
+        if action & self.action != action:
+            return action_error(self, action, self.action, "this token")
+        return None
+
+    def to_msgpack(self) -> Any:
+        return self.action
+
+    @classmethod
+    def from_msgpack(cls, body: Any, registry: Registry, depth: int = 0) -> Self:
+        return cls(_msgpack_action(body, "Action"))
+
+    def to_json(self) -> Any:
+        return action_letters(self.action)
+
+    @classmethod
+    def from_json(cls, body: Any, registry: Registry, depth: int = 0) -> Self:
+        return cls(_json_action(body, "Action"))
+
+
+@attrs.frozen
+class IfPresent(Caveat):
+    """Apply *ifs* when the access names their resources, else allow *else_*.
+
+    Every inner caveat whose answer is not "resource unspecified" is
+    relevant; if any is, their errors decide and *else_* is ignored. If none
+    is, the access passes only if its action is a subset of *else_*. A nil
+    ``ifs`` (``None``) never passes. (Type 13.)
+    """
+
+    ifs: tuple[Caveat, ...] | None = attrs.field(
+        converter=lambda v: None if v is None else tuple(v)  # type: ignore[misc]
+    )
+    else_: int = 0
+
+    type_number = 13
+    name = "IfPresent"
+
+    def prohibits(self, access: Access) -> UnauthorizedError | None:
+        """See the class docstring (spec 9.4)."""
+        action = access_action(access, self)
+        if isinstance(action, UnauthorizedError):
+            return action
+        if self.ifs is None:
+            return BadCaveatError("unauthorized: bad caveat: IfPresent with nil ifs", caveat=self)
+        relevant = False
+        errors = []
+        for cav in self.ifs:
+            err = cav.prohibits(access)
+            if err is not None and err.contains(ResourceUnspecifiedError):
+                continue
+            relevant = True
+            if err is not None:
+                errors.append(err)
+        if relevant:
+            return UnauthorizedError.combine(errors)
+        if action & self.else_ != action:
+            return action_error(self, action, self.else_, "unspecified resources")
+        return None
+
+    def packed(self) -> bytes:
+        inner = b"\xc0" if self.ifs is None else pack_set((c.packed() for c in self.ifs), len(self.ifs))
+        return b"\x92\x0d\x92" + inner + _msgpack.pack(self.else_)
+
+    def to_msgpack(self) -> Any:
+        raise NotImplementedError("IfPresent is encoded by packed()")
+
+    @classmethod
+    def from_msgpack(cls, body: Any, registry: Registry, depth: int = 0) -> Self:
+        fields = struct(body, 2, "IfPresent")
+        if fields is None:
+            return cls(None, 0)
+        ifs = None if fields[0] is None else decode_set_value(fields[0], registry, depth + 1)
+        return cls(ifs, _msgpack_action(fields[1], "IfPresent else"))
+
+    @classmethod
+    def from_wire(cls, raw: bytes, registry: Registry, depth: int) -> Self:
+        spans, _ = _msgpack.array_items(raw)
+        if not spans:
+            return cls(None, 0)
+        if len(spans) != 2:
+            raise DecodeError("IfPresent body must be an array of 2 fields")
+        (i_start, i_end), (e_start, e_end) = spans
+        ifs = None if raw[i_start] == 0xC0 else decode_set_bytes(raw[i_start:i_end], registry, depth + 1)[0]
+        return cls(ifs, _msgpack_action(_msgpack.unpack(raw[e_start:e_end]), "IfPresent else"))
+
+    def to_json(self) -> Any:
+        return {
+            "ifs": None if self.ifs is None else caveats_to_json(self.ifs),
+            "else": action_letters(self.else_),
+        }
+
+    @classmethod
+    def from_json(cls, body: Any, registry: Registry, depth: int = 0) -> Self:
+        obj = json_object(body, "IfPresent", ("ifs", "else"))
+        ifs = obj.get("ifs")
+        return cls(
+            None if ifs is None else caveats_from_json(ifs, registry, depth + 1),
+            _json_action(obj.get("else"), "IfPresent else"),
+        )

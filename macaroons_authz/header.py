@@ -1,0 +1,161 @@
+"""Token strings and ``Authorization`` headers (spec section 5).
+
+A token string is a label and the standard, padded base64 of the token:
+``fm2_...``. A header is ``FlyV1 `` and token strings joined by commas with
+no spaces. The label never decides what a token is for; its location does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from .errors import DecodeError
+from .macaroon import Macaroon
+
+__all__ = [
+    "LABEL",
+    "MACAROON_LABELS",
+    "MAX_HEADER_LENGTH",
+    "MAX_HEADER_TOKENS",
+    "OAUTH_LABEL",
+    "decode_token",
+    "encode_token",
+    "parse_header",
+    "parse_permission_and_discharge_tokens",
+    "split_header",
+    "strip_scheme",
+    "to_header",
+]
+
+#: The label Go writes on every token.
+LABEL = "fm2"
+#: Labels of macaroons: current, legacy "root" (permission) and legacy "auth".
+MACAROON_LABELS = frozenset({"fm2", "fm1r", "fm1a"})
+#: Label of Fly.io OAuth tokens, which are not macaroons.
+OAUTH_LABEL = "fo1"
+#: The longest header (in characters) that is parsed at all.
+MAX_HEADER_LENGTH = 1024 * 1024
+#: The most tokens one header may hold.
+MAX_HEADER_TOKENS = 256
+
+_SCHEMES = ("flyv1", "bearer")
+
+
+def encode_token(token: Macaroon | bytes) -> str:
+    """The token string ``fm2_<base64>`` of a token or of its encoded bytes."""
+    data = token.encode() if isinstance(token, Macaroon) else token
+    if not isinstance(data, bytes):
+        raise TypeError(f"expected a Macaroon or bytes, not {type(token).__name__}")
+    return f"{LABEL}_{base64.b64encode(data).decode('ascii')}"
+
+
+def to_header(*tokens: Macaroon | bytes | str) -> str:
+    """The ``Authorization`` header value ``FlyV1 tok1,tok2,...``.
+
+    Tokens may be :class:`Macaroon` objects, their encoded bytes, or token
+    strings (kept as they are, so ``fo1_`` tokens pass through).
+    """
+    if not tokens:
+        raise ValueError("a header needs at least one token")
+    parts = []
+    for tok in tokens:
+        if isinstance(tok, str):
+            if not tok or "," in tok or tok != tok.strip() or " " in tok:
+                raise DecodeError("a token string may not be empty or hold commas or spaces")
+            parts.append(tok)
+        else:
+            parts.append(encode_token(tok))
+    return "FlyV1 " + ",".join(parts)
+
+
+def strip_scheme(header: str) -> str:
+    """Drop leading ``FlyV1``/``Bearer`` schemes (any case, repeated) and outer spaces."""
+    while True:
+        header = header.strip()
+        first, sep, rest = header.partition(" ")
+        if not sep or first.lower() not in _SCHEMES:
+            return header
+        header = rest
+
+
+def split_header(header: str) -> list[str]:
+    """The token strings of a header, scheme removed, split on commas (not trimmed)."""
+    if not isinstance(header, str):
+        raise TypeError(f"header must be a str, not {type(header).__name__}")
+    if len(header) > MAX_HEADER_LENGTH:
+        raise DecodeError(f"header longer than {MAX_HEADER_LENGTH} characters")
+    pieces = strip_scheme(header).split(",")
+    if len(pieces) > MAX_HEADER_TOKENS:
+        raise DecodeError(f"more than {MAX_HEADER_TOKENS} tokens in one header")
+    return pieces
+
+
+def decode_token(token: str) -> bytes:
+    """The token bytes of one ``fm2_``/``fm1r_``/``fm1a_`` token string.
+
+    Raises:
+        DecodeError: not a macaroon label (``fo1_`` included), bad base64,
+            or an empty payload.
+    """
+    if not isinstance(token, str):
+        raise TypeError(f"token must be a str, not {type(token).__name__}")
+    label, sep, payload = token.partition("_")
+    if not sep:
+        raise DecodeError("bad token: no label")
+    if label not in MACAROON_LABELS:
+        raise DecodeError("bad token: invalid token prefix")
+    # Go's decoder skips line breaks inside base64; nothing else is tolerated.
+    payload = payload.replace("\r", "").replace("\n", "")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise DecodeError("bad token: invalid base64") from None
+    if not data:
+        raise DecodeError("bad token: empty")
+    return data
+
+
+def parse_header(header: str) -> list[bytes]:
+    """The token bytes of every macaroon in a header (spec 5.3).
+
+    The scheme is optional; pieces are not trimmed (``"fm2_a, fm2_b"`` is an
+    error); ``fo1_`` tokens are skipped.
+
+    Raises:
+        DecodeError: a piece is not a token, or no macaroon is found.
+    """
+    tokens = []
+    for piece in split_header(header):
+        label, sep, _ = piece.partition("_")
+        if sep and label == OAUTH_LABEL:
+            continue
+        tokens.append(decode_token(piece))
+    if not tokens:
+        raise DecodeError("bad token: no valid tokens found")
+    return tokens
+
+
+def parse_permission_and_discharge_tokens(header: str, location: str) -> tuple[bytes, list[bytes]]:
+    """Split a header into the permission token for *location* and the rest (spec 5.4).
+
+    Tokens that do not decode are dropped. Every token whose location is
+    not *location* is a discharge candidate.
+
+    Raises:
+        DecodeError: the header is malformed, or holds no or several
+            permission tokens for *location*.
+    """
+    permission: list[bytes] = []
+    discharges: list[bytes] = []
+    for data in parse_header(header):
+        try:
+            m = Macaroon.decode(data)
+        except DecodeError:
+            continue
+        (permission if m.location == location else discharges).append(data)
+    if not permission:
+        raise DecodeError("no permission token")
+    if len(permission) > 1:
+        raise DecodeError("multiple permission tokens")
+    return permission[0], discharges

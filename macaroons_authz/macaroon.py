@@ -1,0 +1,422 @@
+"""``Macaroon``: minting, attenuating, encoding, decoding and verifying tokens.
+
+The HMAC chain (spec section 4)::
+
+    T0      = HMAC(root_key, msgpack(nonce))
+    T(i+1)  = HMAC(T(i), 92 <type> <body>)      for each caveat
+    tail    = T(n), or HMAC("proof-signature-finalization", T(n)) for a proof
+
+Verification recomputes the chain from canonical re-encodings of what it
+decoded, never from raw token slices (unknown caveats excepted: they keep
+their bytes), so the bytes that are MACed are always the bytes that mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from . import _msgpack, crypto
+from .caveats._base import Caveat, NeedsRawBytes, blob, decode_set_bytes, decode_set_value, go_json, pack_set, string
+from .caveats.caveat_set import CaveatSet
+from .caveats.core import BindToParentToken, Caveat3P
+from .caveats.registry import DEFAULT_REGISTRY, CaveatRegistry
+from .errors import AttenuationError, DecodeError, VerificationError
+from .nonce import Nonce
+
+__all__ = ["MAX_TOKEN_SIZE", "Macaroon", "discharge_ticket"]
+
+#: The largest encoded token (in bytes) that :meth:`Macaroon.decode` accepts.
+MAX_TOKEN_SIZE = 256 * 1024
+_RND_SIZE = 16
+_BINDING_ID_SIZE = 16
+
+TrustedThirdParties = Mapping[str, Sequence[bytes]]
+
+
+class Macaroon:
+    """A macaroon token.
+
+    Make one with :meth:`new` or :meth:`decode`. :meth:`add` attenuates it
+    in place; :meth:`encode` gives its bytes. The caveats it carries are
+    :attr:`unsafe_caveats` until :meth:`verify` returns the trusted set.
+
+    The tail (the token's signature, which is also the key to attenuate it)
+    is never shown by ``repr``.
+    """
+
+    __slots__ = ("_caveats", "_finalized", "_tail", "location", "nonce")
+
+    nonce: Nonce
+    location: str
+
+    def __init__(self, nonce: Nonce, location: str, caveats: Sequence[Caveat], tail: bytes, *, finalized: bool) -> None:
+        """Internal: use :meth:`new`, :meth:`decode` or :func:`discharge_ticket`."""
+        self.nonce = nonce
+        self.location = location
+        self._caveats = list(caveats)
+        self._tail = tail
+        self._finalized = finalized
+
+    def __repr__(self) -> str:
+        kind = "proof" if self.nonce.proof else "token"
+        return (
+            f"<Macaroon {kind} location={self.location!r} id={self.nonce.uuid} "
+            f"caveats={len(self._caveats)}>"
+        )
+
+    # -- minting -----------------------------------------------------------
+
+    @classmethod
+    def new(cls, kid: bytes, location: str, key: bytes) -> Macaroon:
+        """Mint a token with no caveats.
+
+        Args:
+            kid: the key id, in clear in the token, that tells a verifier
+                which root key to use (see :func:`~macaroons_authz.kid_for_key`).
+            location: the token's location, normally the URL of its verifier
+                (Fly.io's permission tokens use ``https://api.fly.io/v1``).
+            key: the root signing key.
+        """
+        crypto.check_key(kid, "kid")
+        crypto.check_key(key, "key")
+        if not isinstance(location, str):
+            raise TypeError("location must be a str")
+        return cls._mint(Nonce(kid, crypto.random_bytes(_RND_SIZE), False), location, key)
+
+    @classmethod
+    def _mint(cls, nonce: Nonce, location: str, key: bytes) -> Macaroon:
+        return cls(nonce, location, (), crypto.mac(key, nonce.encode()), finalized=False)
+
+    # -- attenuation -------------------------------------------------------
+
+    @property
+    def unsafe_caveats(self) -> CaveatSet:
+        """The caveats as decoded, *not verified*: never authorize from these."""
+        return CaveatSet(self._caveats)
+
+    @property
+    def is_proof(self) -> bool:
+        """Whether this token is a proof (a discharge whose tail is finalized)."""
+        return self.nonce.proof
+
+    def add(self, *caveats: Caveat) -> None:
+        """Attenuate: append *caveats*; anyone holding the token can do this.
+
+        A caveat whose encoding equals one already present (or earlier in
+        the same call) is dropped, as Go does. All caveats are checked
+        before any is added, so a failing call changes nothing (Go adds the
+        ones before the failure).
+
+        Raises:
+            AttenuationError: the token is a finalized proof, an attestation
+                was added to a token that is not a proof, or a second
+                third-party caveat names a location already used.
+            DecodeError: a caveat cannot be encoded (an unregistered caveat
+                read from JSON).
+        """
+        if self._finalized:
+            raise AttenuationError("can't add caveats to finalized proof")
+        locations = {c.location for c in self._caveats if isinstance(c, Caveat3P)}
+        for cav in caveats:
+            if not isinstance(cav, Caveat):
+                raise TypeError(f"not a caveat: {type(cav).__name__}")
+            if cav.attestation and not self.nonce.proof:
+                raise AttenuationError("cannot add attestations to non-proof macaroons")
+            if isinstance(cav, Caveat3P):
+                if cav.location in locations:
+                    raise AttenuationError(f"attempting to add multiple 3ps for {cav.location}")
+                locations.add(cav.location)
+            if not isinstance(cav, Caveat3P) or cav.discharge_key is None:
+                cav.packed()  # fails now, not halfway through, if it cannot be encoded
+        seen = {c.packed() for c in self._caveats}
+        for cav in caveats:
+            if isinstance(cav, Caveat3P) and cav.discharge_key is not None:
+                # Each token gets its own sealing of the discharge key under
+                # its current tail; the ticket is shared.
+                cav = Caveat3P(
+                    cav.location,
+                    crypto.seal(self._tail, cav.discharge_key),
+                    cav.ticket,
+                    discharge_key=cav.discharge_key,
+                )
+            packed = cav.packed()
+            if packed in seen:
+                continue
+            seen.add(packed)
+            self._caveats.append(cav)
+            self._tail = crypto.mac(self._tail, packed)
+
+    def add_3p(self, key: bytes, location: str, *caveats: Caveat) -> None:
+        """Add a third-party caveat: a discharge from *location* becomes required.
+
+        *key* is the 32-byte key shared with the third party; *caveats* are
+        instructions only it can read (see :meth:`Caveat3P.new
+        <macaroons_authz.Caveat3P.new>`).
+        """
+        self.add(Caveat3P.new(key, location, *caveats))
+
+    def bind(self, parent: Macaroon | bytes) -> None:
+        """Bind this discharge to *parent* (spec 6.4).
+
+        The binding holds for *parent* and every attenuation of it, but not
+        for a less attenuated version. Only the third party can bind, before
+        the discharge is first encoded.
+        """
+        if isinstance(parent, bytes):
+            parent = Macaroon.decode(parent)
+        self.add(BindToParentToken(crypto.sha256(parent._tail)[:_BINDING_ID_SIZE]))
+
+    def third_party_tickets(self, *discharges: Macaroon | bytes) -> dict[str, list[bytes]]:
+        """Tickets of the third-party caveats, by location, less those already discharged.
+
+        Includes third-party caveats nested inside ``IfPresent``. *discharges*
+        are discharges at hand; their tickets are left out.
+        """
+        done = set()
+        for d in discharges:
+            try:
+                done.add(_as_macaroon(d, None).nonce.kid)
+            except DecodeError:
+                continue
+        out: dict[str, list[bytes]] = {}
+        for cav in self.unsafe_caveats.of_type(Caveat3P):
+            if cav.ticket is not None and cav.ticket not in done:
+                out.setdefault(cav.location, []).append(cav.ticket)
+        return out
+
+    def copy(self) -> Macaroon:
+        """An independent copy (attenuating one does not change the other)."""
+        return Macaroon(self.nonce, self.location, self._caveats, self._tail, finalized=self._finalized)
+
+    # -- encoding ----------------------------------------------------------
+
+    def encode(self) -> bytes:
+        """The token's canonical MessagePack bytes.
+
+        Encoding a proof finalizes it: its tail becomes the finalized one
+        and no caveat can be added after.
+        """
+        if self.nonce.proof and not self._finalized:
+            self._tail = crypto.finalize(self._tail)
+            self._finalized = True
+        return b"".join(
+            (
+                b"\x94",
+                self.nonce.encode(),
+                _msgpack.pack(self.location),
+                pack_set((c.packed() for c in self._caveats), len(self._caveats)),
+                _msgpack.pack(self._tail),
+            )
+        )
+
+    def to_json(self) -> str:
+        """``{"location": ..., "caveats": [...]}`` as Go writes it (no nonce, no tail)."""
+        return go_json({"location": self.location, "caveats": self.unsafe_caveats.to_json_value()})
+
+    @classmethod
+    def decode(cls, data: bytes, registry: CaveatRegistry | None = None) -> Macaroon:
+        """Decode a token from its MessagePack bytes.
+
+        Bytes after the token are ignored, as Go does. Caveats of unknown
+        types decode to :class:`~macaroons_authz.UnregisteredCaveat`, which
+        keep their bytes (so the token still verifies) and fail validation.
+
+        Raises:
+            DecodeError: *data* is not a token, or is over :data:`MAX_TOKEN_SIZE`.
+        """
+        if not isinstance(data, bytes):
+            raise TypeError(f"data must be bytes, not {type(data).__name__}")
+        if not data:
+            raise DecodeError("empty token")
+        if len(data) > MAX_TOKEN_SIZE:
+            raise DecodeError(f"token larger than {MAX_TOKEN_SIZE} bytes")
+        reg = DEFAULT_REGISTRY if registry is None else registry
+        obj = _msgpack.unpack(data)
+        if type(obj) is not list or len(obj) != 4:
+            raise DecodeError("token must be an array of 4 fields")
+        nonce = Nonce.from_msgpack(obj[0])
+        location = string(obj[1], "location")
+        try:
+            caveats = decode_set_value(obj[2], reg)
+        except NeedsRawBytes:
+            spans, _ = _msgpack.array_items(data)
+            start, end = spans[2]
+            caveats = decode_set_bytes(data[start:end], reg)[0]
+        tail = blob(obj[3], "tail")
+        if tail is None or len(tail) != 32:
+            raise DecodeError("tail must be 32 bytes")
+        return cls(nonce, location, caveats, tail, finalized=nonce.proof)
+
+    # -- verification ------------------------------------------------------
+
+    def verify(
+        self,
+        key: bytes,
+        discharges: Iterable[Macaroon | bytes] = (),
+        trusted_3ps: TrustedThirdParties | None = None,
+    ) -> CaveatSet:
+        """Check the signature and every third-party caveat; return the trusted caveats.
+
+        Args:
+            key: the root key this token was minted with.
+            discharges: discharge tokens (decoded, or as bytes); they are
+                matched to third-party caveats by ticket. Bytes that do not
+                decode are skipped.
+            trusted_3ps: for each third-party location, the keys shared with
+                it. Attestations (identity caveats) are kept only from
+                discharges that one of these keys proves genuine; from
+                other discharges they are dropped.
+
+        Returns:
+            The caveats of this token and of its discharges, without
+            third-party and binding caveats. Validate accesses against it.
+
+        Raises:
+            VerificationError: the token or a discharge is not authentic.
+        """
+        crypto.check_key(key, "key")
+        decoded = []
+        for d in discharges:
+            try:
+                decoded.append(_as_macaroon(d, None))
+            except DecodeError:
+                continue
+        result = self._verify(key, decoded, (), trusted_3ps or {}, trust_attestations=True)
+        return CaveatSet(result)
+
+    def _verify(
+        self,
+        key: bytes,
+        discharges: Sequence[Macaroon],
+        parent_binding_ids: Sequence[bytes],
+        trusted_3ps: TrustedThirdParties,
+        *,
+        trust_attestations: bool,
+    ) -> list[Caveat]:
+        if self.nonce.proof and not self._finalized:
+            raise VerificationError("can't verify unfinalized proof")
+        mac = crypto.mac
+        cur = mac(key, self.nonce.encode())
+        binding_ids = [crypto.sha256(cur)]
+        result: list[Caveat] = []
+        pending: list[tuple[Caveat3P, bytes]] = []
+        bound_ok = True
+        for cav in self._caveats:
+            if isinstance(cav, Caveat3P):
+                pending.append((cav, cur))
+            elif isinstance(cav, BindToParentToken):
+                prefix = cav.binding_id or b""
+                if not any(p.startswith(prefix) for p in parent_binding_ids):
+                    bound_ok = False
+            elif cav.attestation:
+                if not self.nonce.proof:
+                    raise VerificationError("attestation in non-proof macaroon")
+                if trust_attestations:
+                    result.append(cav)
+            else:
+                result.append(cav)
+            cur = mac(cur, cav.packed())
+            binding_ids.append(crypto.sha256(cur))
+        # The token's own signature is checked before anything about its
+        # discharges is said, so a forger learns only "invalid".
+        if self.nonce.proof:
+            cur = crypto.finalize(cur)
+        if not crypto.equal(cur, self._tail):
+            raise VerificationError("macaroon verify: invalid")
+        if not bound_ok:
+            raise VerificationError("discharge bound to different parent token")
+        for cav, tail_then in pending:
+            result.extend(self._verify_3p(cav, tail_then, discharges, binding_ids, trusted_3ps, trust_attestations))
+        return result
+
+    @staticmethod
+    def _verify_3p(
+        cav: Caveat3P,
+        tail_then: bytes,
+        discharges: Sequence[Macaroon],
+        binding_ids: Sequence[bytes],
+        trusted_3ps: TrustedThirdParties,
+        trust_attestations: bool,
+    ) -> list[Caveat]:
+        candidates = [d for d in discharges if cav.ticket is not None and d.nonce.kid == cav.ticket]
+        if not candidates:
+            raise VerificationError(f"no matching discharge token for {cav.location}")
+        rn = crypto.unseal(tail_then, cav.verifier_key or b"")
+        if rn is None:
+            raise VerificationError("bad verifier key in third-party caveat")
+        reasons = []
+        for d in candidates:
+            trusted = _trusted_discharge(d, rn, trusted_3ps)
+            if trusted is None:
+                reasons.append("discharge key from ticket/VerifierKey mismatch")
+                continue
+            try:
+                return d._verify(rn, (), binding_ids, {}, trust_attestations=trust_attestations and trusted)
+            except VerificationError as exc:
+                reasons.append(str(exc))
+        raise VerificationError(f"discharge for {cav.location} failed: {'; '.join(reasons)}")
+
+
+def _trusted_discharge(d: Macaroon, rn: bytes, trusted_3ps: TrustedThirdParties) -> bool | None:
+    """Whether a trusted key opens *d*'s ticket to *rn*; ``None`` if one opens it to another key."""
+    ticket = d.nonce.kid or b""
+    for k in trusted_3ps.get(d.location, ()):
+        plain = crypto.unseal(k, ticket)
+        if plain is None:
+            continue
+        try:
+            discharge_key = _ticket_fields(plain)[0]
+        except DecodeError:
+            return None
+        return True if crypto.equal(discharge_key, rn) else None
+    return False
+
+
+def _ticket_fields(plain: bytes) -> tuple[bytes, Any]:
+    obj = _msgpack.unpack(plain)
+    if type(obj) is not list or len(obj) != 2:
+        raise DecodeError("bad ticket")
+    rn = blob(obj[0], "ticket discharge key")
+    if rn is None:
+        raise DecodeError("bad ticket")
+    return rn, obj[1]
+
+
+def _as_macaroon(token: Macaroon | bytes, registry: CaveatRegistry | None) -> Macaroon:
+    if isinstance(token, Macaroon):
+        return token
+    if isinstance(token, bytes):
+        return Macaroon.decode(token, registry)
+    raise TypeError(f"expected a Macaroon or bytes, not {type(token).__name__}")
+
+
+def discharge_ticket(
+    key: bytes, location: str, ticket: bytes, registry: CaveatRegistry | None = None
+) -> tuple[CaveatSet, Macaroon]:
+    """Open a ticket and start its discharge (run by the third party).
+
+    Returns the caveats the ticket carries, which the third party must check
+    against what it knows of the caller, and a new proof discharge that it
+    may attenuate (a short ``ValidityWindow``, attestations) and
+    :meth:`~Macaroon.bind` before encoding it.
+
+    Raises:
+        VerificationError: the ticket was not sealed with *key* or was altered.
+        DecodeError: the ticket opens but its contents are malformed.
+    """
+    crypto.check_key(key, "third-party key", crypto.KEY_SIZE)
+    crypto.check_key(ticket, "ticket")
+    plain = crypto.unseal(key, ticket)
+    if plain is None:
+        raise VerificationError("bad ticket: cannot decrypt")
+    rn, caveats_value = _ticket_fields(plain)
+    reg = DEFAULT_REGISTRY if registry is None else registry
+    try:
+        caveats = decode_set_value(caveats_value, reg)
+    except NeedsRawBytes:
+        spans, _ = _msgpack.array_items(plain)
+        start, end = spans[1]
+        caveats = decode_set_bytes(plain[start:end], reg)[0]
+    nonce = Nonce(ticket, crypto.random_bytes(_RND_SIZE), True)
+    return CaveatSet(caveats), Macaroon._mint(nonce, location, rn)
