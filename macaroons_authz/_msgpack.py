@@ -31,7 +31,8 @@ _UNICODE_ERRORS = "surrogateescape"
 
 def pack(obj: Any) -> bytes:
     """Encode *obj* in the canonical profile."""
-    return msgpack.packb(obj, use_bin_type=True, unicode_errors=_UNICODE_ERRORS)
+    packed: bytes = msgpack.packb(obj, use_bin_type=True, unicode_errors=_UNICODE_ERRORS)
+    return packed
 
 
 def unpack(data: bytes) -> Any:
@@ -145,4 +146,3 @@ def array_items(data: bytes, pos: int = 0) -> tuple[list[tuple[int, int]], int]:
         spans.append((pos, end))
         pos = end
     return spans, pos
-

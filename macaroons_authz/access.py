@@ -139,7 +139,11 @@ class FlyAccess:
             )
         _at_most_one(app=self.app_id, feature=self.feature, storage_object=self.storage_object)
         _needs(
-            "app", self.app_id, machine=self.machine, volume=self.volume, app_feature=self.app_feature
+            "app",
+            self.app_id,
+            machine=self.machine,
+            volume=self.volume,
+            app_feature=self.app_feature,
         )
         if self.cluster is not None:
             if self.feature is None:
@@ -228,7 +232,6 @@ def _needs(parent: str, parent_value: object, **children: object) -> None:
     named = [k for k, v in children.items() if v is not None]
     if named and parent_value is None:
         raise ResourceUnspecifiedError(
-            f"unauthorized: bad data for token verification: must specify {parent} "
-            f"with {named[0]}"
+            f"unauthorized: bad data for token verification: must specify {parent} with {named[0]}"
         )
     _at_most_one(**children)

@@ -17,7 +17,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import _msgpack, crypto
-from .caveats._base import Caveat, NeedsRawBytes, blob, decode_set_bytes, decode_set_value, go_json, pack_set, string
+from .caveats._base import (
+    Caveat,
+    NeedsRawBytes,
+    blob,
+    decode_set_bytes,
+    decode_set_value,
+    go_json,
+    pack_set,
+    string,
+)
 from .caveats.caveat_set import CaveatSet
 from .caveats.core import BindToParentToken, Caveat3P
 from .caveats.registry import DEFAULT_REGISTRY, CaveatRegistry
@@ -50,7 +59,15 @@ class Macaroon:
     nonce: Nonce
     location: str
 
-    def __init__(self, nonce: Nonce, location: str, caveats: Sequence[Caveat], tail: bytes, *, finalized: bool) -> None:
+    def __init__(
+        self,
+        nonce: Nonce,
+        location: str,
+        caveats: Sequence[Caveat],
+        tail: bytes,
+        *,
+        finalized: bool,
+    ) -> None:
         """Internal: use :meth:`new`, :meth:`decode` or :func:`discharge_ticket`."""
         self.nonce = nonce
         self.location = location
@@ -187,7 +204,9 @@ class Macaroon:
 
     def copy(self) -> Macaroon:
         """An independent copy (attenuating one does not change the other)."""
-        return Macaroon(self.nonce, self.location, self._caveats, self._tail, finalized=self._finalized)
+        return Macaroon(
+            self.nonce, self.location, self._caveats, self._tail, finalized=self._finalized
+        )
 
     # -- encoding ----------------------------------------------------------
 
@@ -327,7 +346,11 @@ class Macaroon:
         if not bound_ok:
             raise VerificationError("discharge bound to different parent token")
         for cav, tail_then in pending:
-            result.extend(self._verify_3p(cav, tail_then, discharges, binding_ids, trusted_3ps, trust_attestations))
+            result.extend(
+                self._verify_3p(
+                    cav, tail_then, discharges, binding_ids, trusted_3ps, trust_attestations
+                )
+            )
         return result
 
     @staticmethod
@@ -352,7 +375,9 @@ class Macaroon:
                 reasons.append("discharge key from ticket/VerifierKey mismatch")
                 continue
             try:
-                return d._verify(rn, (), binding_ids, {}, trust_attestations=trust_attestations and trusted)
+                return d._verify(
+                    rn, (), binding_ids, {}, trust_attestations=trust_attestations and trusted
+                )
             except VerificationError as exc:
                 reasons.append(str(exc))
         raise VerificationError(f"discharge for {cav.location} failed: {'; '.join(reasons)}")

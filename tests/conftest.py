@@ -58,4 +58,4 @@ def counter_random(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], 
         monkeypatch.setattr(crypto, "random_bytes", rng)
         return rng
 
-    yield install
+    return install

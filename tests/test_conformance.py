@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from conftest import CounterRandom
+from vector_caveats import vector_registry
+
 from macaroons_authz import (
     DEFAULT_REGISTRY,
     Action,
@@ -32,7 +33,6 @@ from macaroons_authz import (
     parse_header,
     to_header,
 )
-from vector_caveats import vector_registry
 
 H = bytes.fromhex
 
@@ -40,7 +40,9 @@ H = bytes.fromhex
 # -- deterministic vectors (spec section 14) ---------------------------------
 
 
-def test_vector_a_minted_byte_for_byte(spec_vectors: Any, counter_random: Callable[[int], CounterRandom]) -> None:
+def test_vector_a_minted_byte_for_byte(
+    spec_vectors: Any, counter_random: Callable[[int], CounterRandom]
+) -> None:
     a = spec_vectors["deterministic"]["A"]
     counter_random(0xA0)
     m = Macaroon.new(H(a["kid"]), a["location"], H(a["root_key"]))
@@ -91,7 +93,9 @@ def test_vector_b_attenuation_without_key(spec_vectors: Any) -> None:
     assert verified.to_json() == b["verified_caveats_json"]
 
 
-def test_vector_c_third_party_flow(spec_vectors: Any, counter_random: Callable[[int], CounterRandom]) -> None:
+def test_vector_c_third_party_flow(
+    spec_vectors: Any, counter_random: Callable[[int], CounterRandom]
+) -> None:
     a, c = spec_vectors["deterministic"]["A"], spec_vectors["deterministic"]["C"]
     root_key, tp_key, tp_loc = H(a["root_key"]), H(c["third_party_key"]), c["third_party_location"]
     root = Macaroon.decode(H(a["token_hex"]))
@@ -117,8 +121,9 @@ def test_vector_c_third_party_flow(spec_vectors: Any, counter_random: Callable[[
     assert discharge._tail.hex() == c["discharge_tail_before_bind"]
     assert crypto.sha256(root._tail).hex() == c["binding_id_full_sha256_of_root_tail"]
     discharge.bind(root)
-    assert BindToParentToken(H(c["binding_id_full_sha256_of_root_tail"])[:16]).packed().hex() == (
-        c["bind_caveat_packed"]
+    assert (
+        BindToParentToken(H(c["binding_id_full_sha256_of_root_tail"])[:16]).packed().hex()
+        == (c["bind_caveat_packed"])
     )
     assert discharge._tail.hex() == c["discharge_tail_unfinalized"]
     assert discharge.encode().hex() == c["discharge_token_hex"]
@@ -190,7 +195,9 @@ def _keys(vectors: Any) -> tuple[bytes, bytes]:
 @pytest.fixture(params=["official_format", "superfly"])
 def official(request: pytest.FixtureRequest, spec_vectors: Any, official_vectors: Any) -> Any:
     """Both generator outputs: the one in the spec file and the standalone one."""
-    return spec_vectors["official_format"] if request.param == "official_format" else official_vectors
+    return (
+        spec_vectors["official_format"] if request.param == "official_format" else official_vectors
+    )
 
 
 def test_official_tokens_decode_reencode_and_verify(official: Any) -> None:
@@ -224,7 +231,8 @@ def test_official_tokens_decode_reencode_and_verify(official: Any) -> None:
             verified = m.verify(key)
             assert [c.name for c in verified] == [name], name
             assert isinstance(Macaroon.decode(data).verify(key)[0], UnregisteredCaveat) == (
-                registry.lookup_name(name) is not None and DEFAULT_REGISTRY.lookup_name(name) is None
+                registry.lookup_name(name) is not None
+                and DEFAULT_REGISTRY.lookup_name(name) is None
             ), name
 
 

@@ -10,7 +10,14 @@ from typing import Any
 
 import attrs
 
-from macaroons_authz import DEFAULT_REGISTRY, Caveat, CaveatRegistry, DecodeError, Prefix, ResourceSet
+from macaroons_authz import (
+    DEFAULT_REGISTRY,
+    Caveat,
+    CaveatRegistry,
+    DecodeError,
+    Prefix,
+    ResourceSet,
+)
 from macaroons_authz.caveats import _base as fields
 
 BASE = 2**48
@@ -161,7 +168,10 @@ class StructCaveat(_AllowAll):
             self.unsigned,
             self.data,
             dict(self.mapping),
-            *(None if rs is None else rs.to_msgpack() for rs in (self.ints, self.strings, self.prefixes)),
+            *(
+                None if rs is None else rs.to_msgpack()
+                for rs in (self.ints, self.strings, self.prefixes)
+            ),
         ]
 
     @classmethod

@@ -18,7 +18,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 import attrs
 
@@ -46,6 +46,11 @@ class Registry(Protocol):
     def lookup(self, type_number: int) -> type[Caveat] | None: ...
 
     def lookup_name(self, name: str) -> type[Caveat] | None: ...
+
+
+def attrs_fields(cls: type) -> tuple[attrs.Attribute[Any], ...]:
+    """The attrs fields of a caveat class, in declaration order."""
+    return tuple(attrs.fields(cast(Any, cls)))
 
 
 class Caveat:
@@ -81,7 +86,7 @@ class Caveat:
 
     def to_msgpack(self) -> Any:
         """The body as a value for the canonical MessagePack encoder."""
-        return [getattr(self, f.name) for f in attrs.fields(type(self))]
+        return [getattr(self, f.name) for f in attrs_fields(type(self))]
 
     @classmethod
     def from_msgpack(cls, body: Any, registry: Registry, depth: int = 0) -> Self:
@@ -90,7 +95,7 @@ class Caveat:
         Raises:
             DecodeError: the body does not have the caveat's shape.
         """
-        fields = attrs.fields(cls)
+        fields = attrs_fields(cls)
         values = struct(body, len(fields), cls.name)
         if values is None:
             raise DecodeError(f"{cls.name} body must be an array of {len(fields)} fields")
@@ -112,7 +117,7 @@ class Caveat:
 
     def to_json(self) -> Any:
         """The JSON body, as ``flyctl tokens debug`` shows it."""
-        return {f.name: getattr(self, f.name) for f in attrs.fields(type(self))}
+        return {f.name: getattr(self, f.name) for f in attrs_fields(type(self))}
 
     @classmethod
     def from_json(cls, body: Any, registry: Registry, depth: int = 0) -> Self:
@@ -121,7 +126,7 @@ class Caveat:
         Raises:
             DecodeError: the body does not have the caveat's shape.
         """
-        names = [f.name for f in attrs.fields(cls)]
+        names = [f.name for f in attrs_fields(cls)]
         obj = json_object(body, cls.name, names)
         try:
             return cls(**obj)
@@ -150,7 +155,7 @@ class UnregisteredCaveat(Caveat):
     raw: bytes | None = attrs.field(default=None, repr=False)
     json_body: Any = attrs.field(default=None, repr=False)
 
-    name = "Unregistered"  # type: ignore[misc]
+    name = "Unregistered"
 
     def prohibits(self, access: Access) -> UnauthorizedError | None:
         """Always an error: an unknown caveat fails closed."""
@@ -343,6 +348,11 @@ def blob(value: Any, what: str) -> bytes | None:
     if type(value) is str:
         return value.encode("utf-8", "surrogateescape")
     raise DecodeError(f"{what} must be bytes")
+
+
+def opt_tuple(value: Iterable[Any] | None) -> tuple[Any, ...] | None:
+    """Convert to a tuple, keeping ``None`` (Go's nil slice)."""
+    return None if value is None else tuple(value)
 
 
 def string_list(value: Any, what: str) -> tuple[str, ...] | None:

@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..errors import BadCaveatError, DecodeError, InvalidAccessError, UnauthorizedError
-from ._base import Caveat, Registry, json_object, json_string, json_uint, string, struct, uint
+from ._base import (
+    Caveat,
+    Registry,
+    attrs_fields,
+    json_object,
+    json_string,
+    json_uint,
+    string,
+    struct,
+    uint,
+)
 
 if TYPE_CHECKING:
     from typing import Self
@@ -210,7 +220,7 @@ class _UintCaveat(Caveat):
     __slots__ = ()
 
     def _value(self) -> int:
-        value: int = getattr(self, attrs.fields(type(self))[0].name)
+        value: int = getattr(self, attrs_fields(type(self))[0].name)
         return value
 
     def to_msgpack(self) -> Any:

@@ -136,8 +136,12 @@ class CaveatSet(Sequence[Caveat]):
         return caveats_to_json(self._caveats)
 
     @classmethod
-    def from_json(cls, text: str | bytes | list[Any], registry: CaveatRegistry | None = None) -> CaveatSet:
-        """Parse the JSON list (as text, or already parsed) that ``flyctl tokens attenuate -f`` reads.
+    def from_json(
+        cls, text: str | bytes | list[Any], registry: CaveatRegistry | None = None
+    ) -> CaveatSet:
+        """Parse the JSON caveat list that ``flyctl tokens attenuate -f`` reads.
+
+        *text* is JSON text or an already parsed list.
 
         Types are names or aliases; a decimal number names a type by number.
         A type the registry does not know becomes an unregistered caveat,

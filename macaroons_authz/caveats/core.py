@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .. import _msgpack
-from .. import crypto
+from .. import _msgpack, crypto
 from ..crypto import KEY_SIZE, check_key
 from ..errors import BadCaveatError, InvalidAccessError, UnauthorizedError
 from ._base import (

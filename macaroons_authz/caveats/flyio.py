@@ -24,10 +24,12 @@ from ..errors import (
 from ._base import (
     Caveat,
     Registry,
+    attrs_fields,
     json_object,
     json_string,
     json_string_list,
     json_uint,
+    opt_tuple,
     string,
     string_list,
     struct,
@@ -183,7 +185,7 @@ class _ResourceSetCaveat(Caveat):
     @property
     def resources(self) -> ResourceSet[Any] | None:
         """The resource set (``None`` is Go's nil set, which allows nothing)."""
-        value: ResourceSet[Any] | None = getattr(self, attrs.fields(type(self))[0].name)
+        value: ResourceSet[Any] | None = getattr(self, attrs_fields(type(self))[0].name)
         return value
 
     def prohibits(self, access: Access) -> UnauthorizedError | None:
@@ -327,15 +329,11 @@ class StorageObjects(_ResourceSetCaveat):
     _kind = "storage object"
 
 
-def _opt_tuple(value: Any) -> tuple[str, ...] | None:
-    return None if value is None else tuple(value)
-
-
 @attrs.frozen
 class Mutations(Caveat):
     """Restricts to GraphQL mutations by name (type 6)."""
 
-    mutations: tuple[str, ...] | None = attrs.field(converter=_opt_tuple)
+    mutations: tuple[str, ...] | None = attrs.field(converter=opt_tuple)
 
     type_number = 6
     name = "Mutations"
@@ -573,7 +571,7 @@ class FlySrc(Caveat):
 class Command:
     """One allowed command: *args* is a prefix of the argv, or all of it if *exact*."""
 
-    args: tuple[str, ...] | None = attrs.field(converter=_opt_tuple)
+    args: tuple[str, ...] | None = attrs.field(converter=opt_tuple)
     exact: bool = False
 
     def allows(self, argv: tuple[str, ...] | list[str]) -> bool:
@@ -592,9 +590,7 @@ class Commands(Caveat):
     allows any command.
     """
 
-    commands: tuple[Command, ...] | None = attrs.field(
-        converter=lambda v: None if v is None else tuple(v)  # type: ignore[misc]
-    )
+    commands: tuple[Command, ...] | None = attrs.field(converter=opt_tuple)
 
     type_number = 27
     name = "Commands"
@@ -659,4 +655,3 @@ class Commands(Caveat):
                 raise DecodeError("command exact must be a boolean")
             commands.append(Command(json_string_list(obj.get("args"), "command args"), exact))
         return cls(commands)
-

@@ -13,6 +13,8 @@ No global state changes, so tests and libraries cannot step on each other.
 
 from __future__ import annotations
 
+from typing import cast
+
 import attrs
 
 from ..errors import RegistrationError
@@ -144,7 +146,7 @@ class CaveatRegistry:
         """
         if self._frozen:
             raise RegistrationError("this registry cannot be changed; register on a copy()")
-        if not (isinstance(cls, type) and issubclass(cls, Caveat) and attrs.has(cls)):
+        if not (isinstance(cls, type) and issubclass(cls, Caveat) and attrs.has(cast(type, cls))):
             raise RegistrationError("a caveat must be an attrs class subclassing Caveat")
         number = getattr(cls, "type_number", None)
         if type(number) is not int or not (

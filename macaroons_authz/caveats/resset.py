@@ -26,6 +26,7 @@ from ._base import (
     decode_set_bytes,
     decode_set_value,
     json_object,
+    opt_tuple,
     pack_set,
     string,
     struct,
@@ -108,7 +109,9 @@ def access_action(access: object, caveat: Caveat) -> int | UnauthorizedError:
     return action
 
 
-def action_error(caveat: Caveat, action: int, allowed: int, what: str) -> UnauthorizedForActionError:
+def action_error(
+    caveat: Caveat, action: int, allowed: int, what: str
+) -> UnauthorizedForActionError:
     """The error for an action that *allowed* does not cover."""
     return UnauthorizedForActionError(
         f"unauthorized for {action_letters(action & ~allowed) or hex(action & ~allowed)} "
@@ -126,7 +129,9 @@ class Prefix(str):
 K = TypeVar("K", int, str)
 
 
-def _sorted_entries(entries: Mapping[Any, int] | Iterable[tuple[Any, int]]) -> tuple[tuple[Any, int], ...]:
+def _sorted_entries(
+    entries: Mapping[Any, int] | Iterable[tuple[Any, int]],
+) -> tuple[tuple[Any, int], ...]:
     items = entries.items() if isinstance(entries, Mapping) else entries
     merged = dict(items)
     return tuple(sorted(merged.items(), key=lambda kv: _sort_key(kv[0])))
@@ -186,8 +191,10 @@ class ResourceSet(Generic[K]):
         perm = 0xFFFF
         found = False
         for k, v in self.entries:
-            if not k or k == resource or (
-                isinstance(k, Prefix) and isinstance(resource, str) and resource.startswith(k)
+            if (
+                not k
+                or k == resource
+                or (isinstance(k, Prefix) and isinstance(resource, str) and resource.startswith(k))
             ):
                 perm &= v
                 found = True
@@ -211,7 +218,9 @@ class ResourceSet(Generic[K]):
 
     def to_json(self) -> dict[str, str]:
         """The JSON object: ids as strings, actions as letters (keys sorted as Go does)."""
-        return {str(k): action_letters(v) for k, v in sorted(self.entries, key=lambda kv: str(kv[0]))}
+        return {
+            str(k): action_letters(v) for k, v in sorted(self.entries, key=lambda kv: str(kv[0]))
+        }
 
     @classmethod
     def from_msgpack(cls, value: Any, key_type: type, what: str) -> ResourceSet[Any] | None:
@@ -254,7 +263,9 @@ def resource_set_field(key_type: type) -> Any:
     def convert(value: Any) -> Any:
         if value is None or isinstance(value, ResourceSet):
             return value
-        return ResourceSet({(key_type(k) if key_type is Prefix else k): v for k, v in dict(value).items()})
+        return ResourceSet(
+            {(key_type(k) if key_type is Prefix else k): v for k, v in dict(value).items()}
+        )
 
     return attrs.field(converter=convert)
 
@@ -302,9 +313,7 @@ class IfPresent(Caveat):
     ``ifs`` (``None``) never passes. (Type 13.)
     """
 
-    ifs: tuple[Caveat, ...] | None = attrs.field(
-        converter=lambda v: None if v is None else tuple(v)  # type: ignore[misc]
-    )
+    ifs: tuple[Caveat, ...] | None = attrs.field(converter=opt_tuple)
     else_: int = 0
 
     type_number = 13
@@ -333,7 +342,9 @@ class IfPresent(Caveat):
         return None
 
     def packed(self) -> bytes:
-        inner = b"\xc0" if self.ifs is None else pack_set((c.packed() for c in self.ifs), len(self.ifs))
+        inner = (
+            b"\xc0" if self.ifs is None else pack_set((c.packed() for c in self.ifs), len(self.ifs))
+        )
         return b"\x92\x0d\x92" + inner + _msgpack.pack(self.else_)
 
     def to_msgpack(self) -> Any:
@@ -355,7 +366,11 @@ class IfPresent(Caveat):
         if len(spans) != 2:
             raise DecodeError("IfPresent body must be an array of 2 fields")
         (i_start, i_end), (e_start, e_end) = spans
-        ifs = None if raw[i_start] == 0xC0 else decode_set_bytes(raw[i_start:i_end], registry, depth + 1)[0]
+        ifs = (
+            None
+            if raw[i_start] == 0xC0
+            else decode_set_bytes(raw[i_start:i_end], registry, depth + 1)[0]
+        )
         return cls(ifs, _msgpack_action(_msgpack.unpack(raw[e_start:e_end]), "IfPresent else"))
 
     def to_json(self) -> Any:

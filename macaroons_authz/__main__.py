@@ -1,0 +1,7 @@
+"""``python -m macaroons_authz``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
