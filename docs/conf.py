@@ -4,7 +4,7 @@ import macaroons_authz
 
 project = "macaroons_authz"
 author = "macaroons_authz developers"
-copyright = "2026, macaroons_authz developers"  # noqa: A001
+copyright = "2026, macaroons_authz developers"
 release = macaroons_authz.__version__
 version = release
 
