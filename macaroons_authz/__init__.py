@@ -88,8 +88,11 @@ from .header import (
     parse_permission_and_discharge_tokens,
     to_header,
 )
+from .keyring import Keyring, KeyringError, MemoryKeyring, SigningKey, UnknownKeyError
 from .macaroon import MAX_TOKEN_SIZE, Macaroon, discharge_ticket
 from .nonce import Nonce
+from .tokens import app_token, deploy_token, mint, org_token, read_only_token, restrict
+from .verifier import FLY_PERMISSION_LOCATION, Verifier
 
 __version__ = "0.1.0.dev0"
 
@@ -99,6 +102,7 @@ __all__ = [
     "CAV_MIN_USER_DEFINED",
     "CAV_MIN_USER_REGISTERABLE",
     "DEFAULT_REGISTRY",
+    "FLY_PERMISSION_LOCATION",
     "KEY_SIZE",
     "MAX_CAVEATS",
     "MAX_HEADER_LENGTH",
@@ -142,11 +146,14 @@ __all__ = [
     "InvalidAccessError",
     "IsMember",
     "IsUser",
+    "Keyring",
+    "KeyringError",
     "Macaroon",
     "MacaroonError",
     "MachineFeatureSet",
     "Machines",
     "MaxValidity",
+    "MemoryKeyring",
     "Mutations",
     "Nonce",
     "Organization",
@@ -156,23 +163,32 @@ __all__ = [
     "ResourceUnspecifiedError",
     "ResourcesMutuallyExclusiveError",
     "Role",
+    "SigningKey",
     "StorageObjects",
     "UnauthorizedError",
     "UnauthorizedForActionError",
     "UnauthorizedForResourceError",
     "UnauthorizedForRoleError",
+    "UnknownKeyError",
     "UnregisteredCaveat",
     "ValidityWindow",
     "VerificationError",
+    "Verifier",
     "Volumes",
     "__version__",
+    "app_token",
     "decode_token",
+    "deploy_token",
     "discharge_ticket",
     "encode_token",
     "kid_for_key",
+    "mint",
     "new_encryption_key",
     "new_signing_key",
+    "org_token",
     "parse_header",
     "parse_permission_and_discharge_tokens",
+    "read_only_token",
+    "restrict",
     "to_header",
 ]

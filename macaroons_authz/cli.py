@@ -10,17 +10,19 @@ from typing import TextIO
 
 from . import __version__
 from .access import FlyAccess
-from .caveats import Action, Apps, Machines, Organization, ValidityWindow
-from .crypto import kid_for_key
+from .caveats._base import go_json
+from .caveats.resset import Action
 from .errors import MacaroonError, UnauthorizedError
 from .header import parse_header, to_header
+from .keyring import MemoryKeyring
 from .macaroon import Macaroon
+from .tokens import org_token, restrict
+from .verifier import Verifier
 
 __all__ = ["main"]
 
 #: The demo's signing key: public, for the demo only.
 DEMO_KEY = bytes(range(32))
-DEMO_LOCATION = "https://api.fly.io/v1"
 #: The demo's fixed "now", so its output does not depend on the wall clock.
 DEMO_NOW = int(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC).timestamp())
 DEMO_ORG, DEMO_APP, DEMO_OTHER_APP, DEMO_MACHINE = 1234, 42, 43, "3d8d9e1b"
@@ -31,46 +33,53 @@ def _utc(ts: float) -> str:
 
 
 def _demo(out: TextIO) -> int:
-    out.write("macaroons_authz demo (built-in demo key; never use it for real tokens)\n\n")
-    token = Macaroon.new(kid_for_key(DEMO_KEY), DEMO_LOCATION, DEMO_KEY)
-    token.add(Organization(DEMO_ORG, Action.ALL))
-    out.write(f"1. Minted an organization token for org {DEMO_ORG} (all actions).\n")
+    out.write("macaroons_authz demo (built-in demo key: never use it for real tokens)\n\n")
+    keyring = MemoryKeyring([DEMO_KEY])
+    token = org_token(keyring.current(), DEMO_ORG)
+    out.write(f"1. Minted an organization token for org {DEMO_ORG}, all actions.\n")
 
-    # Attenuation needs no key: decode the header and add caveats.
+    # Attenuation needs no key: whoever holds the header can restrict it.
     held = Macaroon.decode(parse_header(to_header(token))[0])
-    held.add(
-        Apps({DEMO_APP: Action.READ}),
-        Machines({DEMO_MACHINE: Action.READ}),
-        ValidityWindow(DEMO_NOW, DEMO_NOW + 3600),
+    restrict(
+        held,
+        apps=[DEMO_APP],
+        actions=Action.READ,
+        machines=[DEMO_MACHINE],
+        expires_in=3600,
+        now=DEMO_NOW,
     )
     header = to_header(held)
     out.write(
-        f"2. Attenuated it, without the key, to app {DEMO_APP}, read-only, "
-        f"Machine {DEMO_MACHINE}, valid for one hour.\n\n"
+        f"2. Attenuated it without the key: app {DEMO_APP} only, read-only, "
+        f"Machine {DEMO_MACHINE} only,\n   valid for one hour from {_utc(DEMO_NOW)}.\n\n"
     )
-    out.write(f"Header (a bearer secret; shown because this is a demo):\n  {header[:60]}...\n\n")
-    out.write("Inspection (UNVERIFIED):\n")
-    out.write(f"  location  {held.location}\n  token id  {held.nonce.uuid}\n")
+    out.write("Header (a bearer secret, shown because this is a demo):\n")
+    out.write(f"  {header[:72]}...\n\n")
+    out.write("Inspection (UNVERIFIED: read from the token, not yet checked):\n")
+    out.write(f"  location   {held.location}\n")
+    out.write(f"  kid        {(held.nonce.kid or b'').hex()}\n")
+    out.write(f"  token id   {held.nonce.uuid}\n")
     for caveat in held.unsafe_caveats:
-        out.write(f"  caveat    {caveat.json_type} {caveat.to_json()}\n")
+        out.write(f"  caveat     {caveat.json_type} {go_json(caveat.to_json())}\n")
 
-    verified = Macaroon.decode(parse_header(header)[0]).verify(DEMO_KEY)
-    out.write("\nVerified with the demo key. Decisions:\n")
+    verifier = Verifier(keyring)
+    out.write("\nDecisions of Verifier.authorize(header, access):\n")
     cases = [
-        ("read app 42, Machine 3d8d9e1b, now", DEMO_APP, Action.READ, DEMO_NOW + 60),
-        ("read app 43 (another app)", DEMO_OTHER_APP, Action.READ, DEMO_NOW + 60),
-        ("write app 42", DEMO_APP, Action.WRITE, DEMO_NOW + 60),
-        ("read app 42, two hours later", DEMO_APP, Action.READ, DEMO_NOW + 7200),
+        (f"read app {DEMO_APP} on Machine {DEMO_MACHINE}", DEMO_APP, Action.READ, DEMO_NOW + 60),
+        (f"read app {DEMO_OTHER_APP} (another app)", DEMO_OTHER_APP, Action.READ, DEMO_NOW + 60),
+        (f"write app {DEMO_APP}", DEMO_APP, Action.WRITE, DEMO_NOW + 60),
+        (f"read app {DEMO_APP}, two hours later", DEMO_APP, Action.READ, DEMO_NOW + 7200),
     ]
     for label, app, action, at in cases:
         access = FlyAccess(org_id=DEMO_ORG, app_id=app, machine=DEMO_MACHINE, action=action, at=at)
         try:
-            verified.validate(access)
+            verifier.authorize(header, access)
         except UnauthorizedError as exc:
-            out.write(f"  DENIED   {label}\n           because: {exc}\n")
+            out.write(f"  DENIED   {label}\n")
+            for cause in exc.leaves():
+                out.write(f"           - {cause}\n")
         else:
             out.write(f"  ALLOWED  {label}\n")
-    out.write(f"\n(The demo's clock is fixed at {_utc(DEMO_NOW)}.)\n")
     return 0
 
 
