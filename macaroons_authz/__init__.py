@@ -11,6 +11,7 @@ Fly.io's Go library (``superfly/macaroon``) makes, byte for byte::
     ['Organization']
 """
 
+from ._sqlite import StoreError
 from .access import MEMBER_FEATURES, Access, FlyAccess
 from .caveats import (
     CAV_MAX_USER_DEFINED,
@@ -88,11 +89,32 @@ from .header import (
     parse_permission_and_discharge_tokens,
     to_header,
 )
-from .keyring import Keyring, KeyringError, MemoryKeyring, SigningKey, UnknownKeyError
+from .keyring import (
+    Keyring,
+    KeyringError,
+    MemoryKeyring,
+    SigningKey,
+    SQLiteKeyring,
+    UnknownKeyError,
+)
 from .macaroon import MAX_TOKEN_SIZE, Macaroon, discharge_ticket
 from .nonce import Nonce
+from .revocation import (
+    MemoryRevocationStore,
+    Revocation,
+    RevocationStore,
+    SQLiteRevocationStore,
+    token_id,
+)
+from .scopes import (
+    app_scope,
+    apps_allowing,
+    cluster_scope,
+    dangerous_user_id,
+    organization_scope,
+)
 from .tokens import app_token, deploy_token, mint, org_token, read_only_token, restrict
-from .verifier import FLY_PERMISSION_LOCATION, Verifier
+from .verifier import FLY_PERMISSION_LOCATION, VerificationCache, Verifier
 
 __version__ = "0.1.0.dev0"
 
@@ -154,6 +176,7 @@ __all__ = [
     "Machines",
     "MaxValidity",
     "MemoryKeyring",
+    "MemoryRevocationStore",
     "Mutations",
     "Nonce",
     "Organization",
@@ -162,9 +185,14 @@ __all__ = [
     "ResourceSet",
     "ResourceUnspecifiedError",
     "ResourcesMutuallyExclusiveError",
+    "Revocation",
+    "RevocationStore",
     "Role",
+    "SQLiteKeyring",
+    "SQLiteRevocationStore",
     "SigningKey",
     "StorageObjects",
+    "StoreError",
     "UnauthorizedError",
     "UnauthorizedForActionError",
     "UnauthorizedForResourceError",
@@ -172,11 +200,16 @@ __all__ = [
     "UnknownKeyError",
     "UnregisteredCaveat",
     "ValidityWindow",
+    "VerificationCache",
     "VerificationError",
     "Verifier",
     "Volumes",
     "__version__",
+    "app_scope",
     "app_token",
+    "apps_allowing",
+    "cluster_scope",
+    "dangerous_user_id",
     "decode_token",
     "deploy_token",
     "discharge_ticket",
@@ -186,9 +219,11 @@ __all__ = [
     "new_encryption_key",
     "new_signing_key",
     "org_token",
+    "organization_scope",
     "parse_header",
     "parse_permission_and_discharge_tokens",
     "read_only_token",
     "restrict",
     "to_header",
+    "token_id",
 ]

@@ -8,15 +8,25 @@ removed. Retiring a key stops it from minting but not from verifying.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
 from typing import Protocol, runtime_checkable
 
 import attrs
 
 from . import crypto
+from ._sqlite import SQLiteDatabase, StoreError
 from .errors import MacaroonError
 
-__all__ = ["Keyring", "KeyringError", "MemoryKeyring", "SigningKey", "UnknownKeyError"]
+__all__ = [
+    "Keyring",
+    "KeyringError",
+    "MemoryKeyring",
+    "SQLiteKeyring",
+    "SigningKey",
+    "UnknownKeyError",
+]
 
 
 class KeyringError(MacaroonError, ValueError):
@@ -130,3 +140,109 @@ class MemoryKeyring:
         """Every key, oldest first (keys are hidden from ``repr``)."""
         with self._lock:
             return list(self._keys.values())
+
+
+_KEYRING_SCHEMA = (
+    """
+    CREATE TABLE keys (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kid BLOB NOT NULL UNIQUE,
+        key BLOB NOT NULL,
+        retired INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+)
+
+
+class SQLiteKeyring:
+    """A keyring in a SQLite file, shared by the processes of one machine.
+
+    The file is created readable by its owner only (mode 0600), because it
+    holds root keys in clear: protect it as you would a private key. Its
+    methods are those of :class:`MemoryKeyring`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open (creating and migrating as needed) the keyring at *path*."""
+        self._db = SQLiteDatabase(path, "keyring", _KEYRING_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"<SQLiteKeyring {str(self._db.path)!r}>"
+
+    def __len__(self) -> int:
+        return int(self._query("SELECT count(*) FROM keys").fetchone()[0])
+
+    def _query(self, sql: str, args: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.connection().execute(sql, args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"keyring: {exc}") from None
+
+    def add(self, key: bytes, kid: bytes | None = None) -> bytes:
+        """Add *key* as the current key; return its KID.
+
+        Raises:
+            KeyringError: another key already has this KID.
+        """
+        crypto.check_key(key, "key")
+        kid = crypto.kid_for_key(key) if kid is None else crypto.check_key(kid, "kid")
+        conn = self._db.connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT key FROM keys WHERE kid = ?", (kid,)).fetchone()
+            if row is not None and not crypto.equal(bytes(row[0]), key):
+                conn.execute("ROLLBACK")
+                raise KeyringError(f"KID {kid.hex()} is already used by another key")
+            # Re-inserting gives the key the newest sequence number: it is current.
+            conn.execute("DELETE FROM keys WHERE kid = ?", (kid,))
+            conn.execute("INSERT INTO keys (kid, key) VALUES (?, ?)", (kid, key))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"keyring: {exc}") from None
+        return kid
+
+    def generate(self) -> bytes:
+        """Add a new random key as the current key (a rotation); return its KID."""
+        return self.add(crypto.new_signing_key())
+
+    def key_for(self, kid: bytes) -> bytes | None:
+        """The root key for *kid*, retired or not, or ``None``."""
+        row = self._query("SELECT key FROM keys WHERE kid = ?", (kid,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def current(self) -> SigningKey:
+        """The newest key that is not retired: the one to mint with.
+
+        Raises:
+            KeyringError: every key is retired, or there is none.
+        """
+        row = self._query(
+            "SELECT kid, key FROM keys WHERE retired = 0 ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            raise KeyringError("the keyring has no key to mint with")
+        return SigningKey(bytes(row[0]), bytes(row[1]))
+
+    def retire(self, kid: bytes) -> None:
+        """Stop minting with *kid*; tokens it minted still verify until :meth:`remove`.
+
+        Raises:
+            UnknownKeyError: no key has this KID.
+        """
+        if self._query("UPDATE keys SET retired = 1 WHERE kid = ?", (kid,)).rowcount == 0:
+            raise UnknownKeyError(f"unknown KID {kid.hex()}")
+
+    def remove(self, kid: bytes) -> None:
+        """Forget *kid*: every token minted with it stops verifying."""
+        self._query("DELETE FROM keys WHERE kid = ?", (kid,))
+
+    def kids(self) -> list[SigningKey]:
+        """Every key, oldest first (keys are hidden from ``repr``)."""
+        rows = self._query("SELECT kid, key, retired FROM keys ORDER BY seq").fetchall()
+        return [SigningKey(bytes(k), bytes(v), bool(r)) for k, v, r in rows]
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        self._db.close()

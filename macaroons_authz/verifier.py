@@ -1,25 +1,32 @@
 """``Verifier``: "may this header do this?" in one call.
 
 The verifier parses an ``Authorization`` header, picks the permission token
-for its location, finds the root key by the token's KID, verifies the token
-with the header's discharges, and validates accesses against the caveats it
-can then trust. Nothing here reads the wall clock: time comes from the
-access.
+for its location, refuses revoked tokens, finds the root key by the token's
+KID, verifies the token with the header's discharges, and validates accesses
+against the caveats it can then trust. Decisions never read the wall clock:
+time comes from the access. (The cache's entry age uses a monotonic clock,
+which only ever makes the verifier verify afresh.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+
+import attrs
 
 from .access import Access
 from .caveats.caveat_set import CaveatSet
 from .caveats.registry import CaveatRegistry
 from .errors import DecodeError, VerificationError
-from .header import parse_header
+from .header import parse_header, split_header
 from .keyring import Keyring
 from .macaroon import Macaroon
+from .revocation import RevocationStore
 
-__all__ = ["FLY_PERMISSION_LOCATION", "Verifier"]
+__all__ = ["FLY_PERMISSION_LOCATION", "VerificationCache", "Verifier"]
 
 #: The location of Fly.io's permission tokens.
 FLY_PERMISSION_LOCATION = "https://api.fly.io/v1"
@@ -37,6 +44,10 @@ class Verifier:
             attestations (identities).
         registry: the caveat registry to decode with (the default one if
             ``None``).
+        revocations: where revoked tokens are kept; a header whose
+            permission token or a discharge is revoked is refused.
+        cache: a :class:`VerificationCache` of successful verifications, or
+            ``None`` to verify every header afresh.
     """
 
     def __init__(
@@ -46,11 +57,15 @@ class Verifier:
         location: str = FLY_PERMISSION_LOCATION,
         trusted_3ps: Mapping[str, Sequence[bytes]] | None = None,
         registry: CaveatRegistry | None = None,
+        revocations: RevocationStore | None = None,
+        cache: VerificationCache | None = None,
     ) -> None:
         self._keyring = keyring
         self.location = location
         self._trusted_3ps = {loc: tuple(keys) for loc, keys in (trusted_3ps or {}).items()}
         self._registry = registry
+        self._revocations = revocations
+        self.cache = cache
 
     def __repr__(self) -> str:
         return f"<Verifier location={self.location!r} trusted_3ps={sorted(self._trusted_3ps)}>"
@@ -87,14 +102,30 @@ class Verifier:
         Raises:
             DecodeError: the header is malformed.
             VerificationError: unknown KID, bad signature, missing or bad
-                discharge.
+                discharge, or a revoked token.
         """
+        cache = self.cache
+        if cache is not None:
+            if self._revocations is not None:
+                cache.follow(self._revocations)
+            key = cache.key(header)
+            hit = cache.get(key)
+            if hit is not None:
+                return hit
         token, discharges = self.split(header)
+        ids = [str(token.nonce.uuid)]
+        if self._revocations is not None:
+            ids.extend(str(d.nonce.uuid) for d in discharges)
+            if any(self._revocations.is_revoked(i) for i in ids):
+                raise VerificationError("token revoked")
         kid = token.nonce.kid or b""
-        key = self._keyring.key_for(kid)
-        if key is None:
+        root_key = self._keyring.key_for(kid)
+        if root_key is None:
             raise VerificationError(f"unknown KID {kid.hex()}")
-        return token.verify(key, discharges, self._trusted_3ps)
+        caveats = token.verify(root_key, discharges, self._trusted_3ps)
+        if cache is not None:
+            cache.put(key, caveats, ids)
+        return caveats
 
     def authorize(self, header: str, access: Access) -> CaveatSet:
         """Verify the header, then allow *access* or raise why not.
@@ -112,3 +143,114 @@ class Verifier:
         caveats = self.verify(header)
         caveats.validate(access)
         return caveats
+
+
+@attrs.frozen
+class _Entry:
+    caveats: CaveatSet
+    token_ids: tuple[str, ...]
+    stored_at: float
+
+
+class VerificationCache:
+    """A bounded LRU of successful verifications, safe across threads.
+
+    Entries are keyed by the exact token strings of a header, expire
+    *max_age* seconds after they were stored, and are dropped when a token
+    of theirs is revoked (the verifier follows its revocation store's feed
+    at most every *poll_interval* seconds). Only verification is cached:
+    validation of the access, and so expiry, always runs. Failures are never
+    cached.
+
+    Args:
+        max_entries: how many verifications to keep.
+        max_age: seconds an entry lives.
+        poll_interval: seconds between reads of the revocation feed; a
+            revocation made elsewhere reaches cached entries within it.
+        clock: a monotonic clock (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 10_000,
+        max_age: float = 300.0,
+        *,
+        poll_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1 or max_age <= 0 or poll_interval < 0:
+            raise ValueError("max_entries and max_age must be positive")
+        self.max_entries = max_entries
+        self.max_age = max_age
+        self.poll_interval = poll_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._cursor = 0
+        self._polled_at: float | None = None
+        self.hits = 0
+        self.misses = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<VerificationCache entries={len(self._entries)}/{self.max_entries} "
+            f"hits={self.hits} misses={self.misses}>"
+        )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @staticmethod
+    def key(header: str) -> str:
+        """The cache key of a header: its token strings, exactly as written, sorted."""
+        return ",".join(sorted(split_header(header)))
+
+    def get(self, key: str) -> CaveatSet | None:
+        """The cached caveats for *key*, or ``None`` if absent or expired."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or self._clock() - entry.stored_at > self.max_age:
+                if entry is not None:
+                    del self._entries[key]
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry.caveats
+
+    def put(self, key: str, caveats: CaveatSet, token_ids: Sequence[str]) -> None:
+        """Remember a successful verification."""
+        with self._lock:
+            self._entries[key] = _Entry(caveats, tuple(token_ids), self._clock())
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def follow(self, store: RevocationStore) -> None:
+        """Drop the entries of tokens revoked in *store* since the last look.
+
+        Reads the feed at most once every poll interval.
+        """
+        now = self._clock()
+        with self._lock:
+            if self._polled_at is not None and now - self._polled_at < self.poll_interval:
+                return
+            self._polled_at = now
+            cursor = self._cursor
+        revoked, cursor = store.revoked_since(cursor)
+        self.drop({r.token_id for r in revoked}, cursor)
+
+    def drop(self, token_ids: set[str], cursor: int | None = None) -> None:
+        """Forget every entry holding one of *token_ids*."""
+        with self._lock:
+            if token_ids:
+                stale = [k for k, e in self._entries.items() if token_ids.intersection(e.token_ids)]
+                for k in stale:
+                    del self._entries[k]
+            if cursor is not None:
+                self._cursor = max(self._cursor, cursor)
+
+    def purge(self) -> None:
+        """Forget every entry."""
+        with self._lock:
+            self._entries.clear()

@@ -1,0 +1,344 @@
+"""Revocation stores, the SQLite keyring, and the verifier's revocation checks and cache."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from macaroons_authz import (
+    Action,
+    ConfineOrganization,
+    FlyAccess,
+    KeyringError,
+    MemoryKeyring,
+    MemoryRevocationStore,
+    RevocationStore,
+    SQLiteKeyring,
+    SQLiteRevocationStore,
+    StoreError,
+    UnauthorizedError,
+    UnknownKeyError,
+    VerificationCache,
+    VerificationError,
+    Verifier,
+    discharge_ticket,
+    new_encryption_key,
+    org_token,
+    restrict,
+    to_header,
+    token_id,
+)
+
+NOW = 1_700_000_000
+ORG = 1234
+AUTH = "https://auth.example"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> RevocationStore:
+    if request.param == "memory":
+        return MemoryRevocationStore()
+    return SQLiteRevocationStore(tmp_path / "revoked.db")
+
+
+def read_access(**kw: object) -> FlyAccess:
+    fields: dict[str, object] = {"org_id": ORG, "action": Action.READ, "at": NOW}
+    fields.update(kw)
+    return FlyAccess(**fields)  # type: ignore[arg-type]
+
+
+# -- stores ------------------------------------------------------------------
+
+
+def test_store_revokes_idempotently_and_feeds_each_revocation_once(store: RevocationStore) -> None:
+    assert store.revoked_since(0) == ([], 0)
+    assert store.revoke("a", reason="leaked", at=5.0) is True
+    assert store.revoke("a", reason="again") is False
+    assert store.revoke("b", at=6.0) is True
+    assert store.is_revoked("a")
+    assert not store.is_revoked("c")
+    entries, cursor = store.revoked_since(0)
+    assert [(e.token_id, e.reason, e.revoked_at) for e in entries] == [
+        ("a", "leaked", 5.0),
+        ("b", "", 6.0),
+    ]
+    assert store.revoked_since(cursor) == ([], cursor)
+    store.revoke("c", at=7.0)
+    more, later = store.revoked_since(cursor)
+    assert [e.token_id for e in more] == ["c"]
+    assert later > cursor
+    with pytest.raises(TypeError):
+        store.revoke("")
+
+
+def test_token_id_is_shared_by_attenuations() -> None:
+    key = bytes(32)
+    token = org_token(key, ORG)
+    before = token_id(token)
+    restrict(token, apps=[1])
+    assert token_id(token) == before == token_id(token.encode())
+    assert token_id(org_token(key, ORG)) != before
+
+
+def test_sqlite_files_are_owner_only(tmp_path: Path) -> None:
+    SQLiteRevocationStore(tmp_path / "r.db").revoke("x")
+    SQLiteKeyring(tmp_path / "k.db").generate()
+    for name in ("r.db", "k.db", "r.db-wal", "k.db-wal"):
+        path = tmp_path / name
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, name
+
+
+def test_sqlite_store_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    SQLiteRevocationStore(path)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA user_version = 99")
+        conn.commit()
+    with pytest.raises(StoreError, match="newer"):
+        SQLiteRevocationStore(path)
+
+
+def test_sqlite_store_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError):
+        SQLiteRevocationStore(path)
+
+
+def test_two_processes_share_one_sqlite_store(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    local = SQLiteRevocationStore(path)
+    script = textwrap.dedent(
+        f"""
+        from macaroons_authz import SQLiteRevocationStore
+        store = SQLiteRevocationStore({str(path)!r})
+        assert store.is_revoked("from-parent")
+        store.revoke("from-child", reason="child")
+        """
+    )
+    local.revoke("from-parent")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    assert local.is_revoked("from-child")
+    assert [e.token_id for e in local.revoked_since(0)[0]] == ["from-parent", "from-child"]
+
+
+def test_killing_a_writer_mid_revocation_leaves_a_sound_store(tmp_path: Path) -> None:
+    path = tmp_path / "crash.db"
+    SQLiteRevocationStore(path)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from macaroons_authz import SQLiteRevocationStore
+        store = SQLiteRevocationStore({str(path)!r})
+        i = 0
+        while True:
+            store.revoke(f"tok-{{i}}", reason="r" * 200)
+            i += 1
+            if i == 50:
+                print("ready", flush=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    store = SQLiteRevocationStore(path)
+    entries, _ = store.revoked_since(0)
+    assert len(entries) >= 50
+    # Every recorded revocation is whole, and they form an unbroken sequence.
+    assert [e.token_id for e in entries] == [f"tok-{i}" for i in range(len(entries))]
+    assert all(e.reason == "r" * 200 for e in entries)
+
+
+# -- SQLite keyring -------------------------------------------------------------
+
+
+def test_sqlite_keyring_rotation_retirement_and_sharing(tmp_path: Path) -> None:
+    ring = SQLiteKeyring(tmp_path / "keys.db")
+    with pytest.raises(KeyringError, match="no key"):
+        ring.current()
+    first = ring.generate()
+    second = ring.generate()
+    assert ring.current().kid == second
+    ring.retire(second)
+    assert ring.current().kid == first
+    assert ring.key_for(second) is not None
+    with pytest.raises(UnknownKeyError):
+        ring.retire(b"nope")
+    with pytest.raises(KeyringError, match="already used"):
+        ring.add(bytes(32), kid=first)
+    other_view = SQLiteKeyring(tmp_path / "keys.db")
+    assert [k.kid for k in other_view.kids()] == [first, second]
+    assert [k.retired for k in other_view.kids()] == [False, True]
+    ring.remove(first)
+    assert other_view.key_for(first) is None
+    assert len(other_view) == 1
+    key = other_view.kids()[0].key
+    assert key.hex() not in repr(ring) + repr(other_view.kids())
+
+
+# -- the verifier -------------------------------------------------------------------
+
+
+def test_verifier_refuses_revoked_tokens_and_their_attenuations(store: RevocationStore) -> None:
+    ring = MemoryKeyring()
+    ring.generate()
+    verifier = Verifier(ring, revocations=store)
+    leaked = org_token(ring.current(), ORG)
+    attenuated = restrict(org_token(ring.current(), ORG), apps=[1])
+    child = restrict(leaked.copy(), apps=[2])
+    unrelated = org_token(ring.current(), ORG)
+    verifier.authorize(to_header(leaked), read_access())
+    store.revoke(token_id(leaked), reason="leaked")
+    for token in (leaked, child):
+        with pytest.raises(VerificationError, match="revoked"):
+            verifier.verify(to_header(token))
+    verifier.authorize(to_header(unrelated), read_access())
+    verifier.authorize(to_header(attenuated), read_access(app_id=1))
+
+
+def test_verifier_refuses_a_revoked_discharge() -> None:
+    ring = MemoryKeyring()
+    ring.generate()
+    store = MemoryRevocationStore()
+    tp_key = new_encryption_key()
+    token = org_token(ring.current(), ORG)
+    token.add_3p(tp_key, AUTH, ConfineOrganization(ORG))
+    (ticket,) = token.third_party_tickets()[AUTH]
+    _, discharge = discharge_ticket(tp_key, AUTH, ticket)
+    header = to_header(token, discharge)
+    verifier = Verifier(ring, revocations=store)
+    verifier.verify(header)
+    store.revoke(token_id(discharge))
+    with pytest.raises(VerificationError, match="revoked"):
+        verifier.verify(header)
+
+
+def make_cached(
+    store: RevocationStore | None = None,
+) -> tuple[Verifier, MemoryKeyring, FakeClock, VerificationCache]:
+    ring = MemoryKeyring()
+    ring.generate()
+    clock = FakeClock()
+    cache = VerificationCache(max_entries=2, max_age=60, poll_interval=1, clock=clock)
+    return Verifier(ring, revocations=store, cache=cache), ring, clock, cache
+
+
+def test_cache_serves_repeats_but_always_validates() -> None:
+    verifier, ring, _, cache = make_cached()
+    header = to_header(org_token(ring.current(), ORG, expires_in=10, now=NOW))
+    first = verifier.authorize(header, read_access())
+    second = verifier.authorize(header, read_access())
+    assert first is second
+    assert (cache.hits, cache.misses) == (1, 1)
+    with pytest.raises(UnauthorizedError, match="expired"):
+        verifier.authorize(header, read_access(at=NOW + 11))
+    with pytest.raises(UnauthorizedError):
+        verifier.authorize(header, read_access(action=Action.READ, org_id=ORG + 1))
+
+
+def test_cache_never_stores_failures() -> None:
+    verifier, _, _, cache = make_cached()
+    forged = to_header(org_token(bytes(32), ORG))
+    for _ in range(2):
+        with pytest.raises(VerificationError):
+            verifier.verify(forged)
+    assert len(cache) == 0
+
+
+def test_cache_is_bounded_in_entries_and_age() -> None:
+    verifier, ring, clock, cache = make_cached()
+    headers = [to_header(org_token(ring.current(), ORG)) for _ in range(3)]
+    for h in headers:
+        verifier.verify(h)
+    assert len(cache) == 2
+    assert cache.get(cache.key(headers[0])) is None  # the oldest was evicted
+    clock.now += 61
+    assert cache.get(cache.key(headers[2])) is None
+    cache.purge()
+    assert len(cache) == 0
+
+
+def test_cache_drops_entries_of_revoked_tokens_through_the_feed(store: RevocationStore) -> None:
+    verifier, ring, clock, cache = make_cached(store)
+    token = org_token(ring.current(), ORG)
+    header = to_header(token)
+    verifier.verify(header)
+    verifier.verify(header)
+    assert cache.hits == 1
+    store.revoke(token_id(token))
+    clock.now += 1.5  # past the poll interval
+    with pytest.raises(VerificationError, match="revoked"):
+        verifier.verify(header)
+    assert len(cache) == 0
+
+
+def test_cache_key_is_exact_token_strings(tmp_path: Path) -> None:
+    verifier, ring, _, cache = make_cached()
+    token = org_token(ring.current(), ORG)
+    header = to_header(token)
+    verifier.verify(header)
+    spaced = header.replace("FlyV1 ", "FlyV1  ")
+    assert cache.key(spaced) == cache.key(header)
+    with pytest.raises(Exception, match="bad token"):
+        verifier.verify(header + ", fm2_AAAA")
+
+
+def test_cache_rejects_nonsense_bounds() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        VerificationCache(max_entries=0)
+
+
+def test_store_errors_are_typed(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        SQLiteRevocationStore(tmp_path / "missing-dir" / "r.db")
+
+
+def run_in_threads(fn: Callable[[], None], n: int = 4) -> None:
+    import threading
+
+    threads = [threading.Thread(target=fn) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_sqlite_store_is_safe_across_threads(tmp_path: Path) -> None:
+    store = SQLiteRevocationStore(tmp_path / "threads.db")
+    counter = iter(range(10_000))
+
+    def work() -> None:
+        for _ in range(20):
+            store.revoke(f"t-{next(counter)}")
+
+    run_in_threads(work)
+    entries, _ = store.revoked_since(0)
+    assert len(entries) == 80
+    assert len({e.token_id for e in entries}) == 80
+    assert os.path.exists(tmp_path / "threads.db")
