@@ -1,0 +1,281 @@
+"""Side-by-side benchmarks: macaroons_authz, pymacaroons and the floor of the format.
+
+Run ``python benchmarks/run.py`` (``--quick`` for a short run, ``--full`` for
+a long one). Prints a markdown table of median microseconds per operation,
+measured in this one process, and the ratios the project tracks.
+
+The floor is the least any verifier of this format can do in Python: one
+``hmac.digest`` per chain step (N caveats + the nonce), one
+``msgpack.unpackb`` and one base64 decode of a token of the same size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gc
+import hmac
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import msgpack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from macaroons_authz import (  # noqa: E402
+    Action,
+    Apps,
+    ConfineOrganization,
+    FeatureSet,
+    FlyAccess,
+    IfPresent,
+    Machines,
+    Macaroon,
+    MemoryKeyring,
+    Organization,
+    ResourceSet,
+    ValidityWindow,
+    VerificationCache,
+    Verifier,
+    __version__,
+    discharge_ticket,
+    new_encryption_key,
+    parse_header,
+    to_header,
+)
+
+ORG, APP, MACHINE = 1234, 42, "3d8d9e1b"
+NOW = 1_700_000_000
+LOCATION = "https://api.fly.io/v1"
+AUTH = "https://auth.fly.io"
+KEY = bytes(range(32))
+
+
+def caveats(n: int) -> list[object]:
+    """N first-party caveats cycling Organization, Apps, ValidityWindow, Machines, IfPresent."""
+    cycle = [
+        lambda i: Organization(ORG, Action.ALL),
+        lambda i: Apps(ResourceSet({APP: Action.ALL, APP + 1 + i: Action.READ})),
+        lambda i: ValidityWindow(NOW - 3600 - i, NOW + 3600 + i),
+        lambda i: Machines(ResourceSet({MACHINE: Action.ALL, f"m{i}": Action.READ})),
+        lambda i: IfPresent((FeatureSet(ResourceSet({"wg": Action.ALL, f"f{i}": 1})),), Action.ALL),
+    ]
+    return [cycle[i % len(cycle)](i) for i in range(n)]
+
+
+ACCESS = FlyAccess(org_id=ORG, app_id=APP, machine=MACHINE, action=Action.READ, at=NOW)
+
+
+def measure(fn: Callable[[], object], seconds: float) -> float:
+    """Median microseconds per call over batches filling about *seconds*."""
+    fn()
+    start = time.perf_counter()
+    calls = 0
+    while time.perf_counter() - start < 0.05:
+        fn()
+        calls += 1
+    per_call = 0.05 / max(calls, 1)
+    batch = max(1, int(0.01 / per_call))
+    samples = []
+    gc.disable()
+    try:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline or len(samples) < 5:
+            t0 = time.perf_counter_ns()
+            for _ in range(batch):
+                fn()
+            samples.append((time.perf_counter_ns() - t0) / batch / 1000)
+    finally:
+        gc.enable()
+    return statistics.median(samples)
+
+
+def ours(n: int, seconds: float) -> dict[str, float]:
+    ring = MemoryKeyring([KEY])
+    kid = ring.current().kid
+    cavs = caveats(n)
+
+    def mint() -> bytes:
+        m = Macaroon.new(kid, LOCATION, KEY)
+        m.add(*cavs)  # type: ignore[arg-type]
+        return m.encode()
+
+    data = mint()
+    header = to_header(data)
+    verifier = Verifier(ring)
+    cached = Verifier(ring, cache=VerificationCache())
+    results = {
+        "mint": measure(mint, seconds),
+        "decode": measure(lambda: Macaroon.decode(data), seconds),
+        "decode+verify": measure(lambda: Macaroon.decode(data).verify(KEY), seconds),
+        "decode+verify+validate": measure(
+            lambda: Macaroon.decode(data).verify(KEY).validate(ACCESS), seconds
+        ),
+        "full check": measure(lambda: verifier.authorize(header, ACCESS), seconds),
+        "cached full check": measure(lambda: cached.authorize(header, ACCESS), seconds),
+        "floor": measure(floor(data, n), seconds),
+        "size": len(data),
+    }
+    return results
+
+
+def floor(data: bytes, n: int) -> Callable[[], object]:
+    text = base64.b64encode(data).decode()
+
+    def run() -> None:
+        raw = base64.b64decode(text)
+        msgpack.unpackb(raw, strict_map_key=False)
+        tag = KEY
+        for _ in range(n + 1):
+            tag = hmac.digest(tag, b"x" * 16, "sha256")
+
+    return run
+
+
+def ours_third_party(seconds: float) -> dict[str, float]:
+    ring = MemoryKeyring([KEY])
+    tp_key = new_encryption_key()
+    root = Macaroon.new(ring.current().kid, LOCATION, KEY)
+    root.add(Organization(ORG, Action.ALL))
+    root.add_3p(tp_key, AUTH, ConfineOrganization(ORG))
+    (ticket,) = root.third_party_tickets()[AUTH]
+    _, discharge = discharge_ticket(tp_key, AUTH, ticket)
+    discharge.add(ValidityWindow(NOW - 60, NOW + 300))
+    discharge.bind(root)
+    header = to_header(root, discharge)
+    verifier = Verifier(ring, trusted_3ps={AUTH: [tp_key]})
+    root_data, dis_data = parse_header(header)
+    return {
+        "decode+verify": measure(
+            lambda: Macaroon.decode(root_data).verify(KEY, [Macaroon.decode(dis_data)]), seconds
+        ),
+        "full check": measure(lambda: verifier.authorize(header, ACCESS), seconds),
+    }
+
+
+def pymacaroons_case(n: int, seconds: float) -> dict[str, float] | None:
+    try:
+        import pymacaroons
+    except ImportError:
+        return None
+    predicates = [f"caveat{i} = value{i}" for i in range(n)]
+
+    def mint() -> str:
+        m = pymacaroons.Macaroon(
+            location=LOCATION, identifier="kid-1", key=KEY, version=pymacaroons.MACAROON_V2
+        )
+        for p in predicates:
+            m.add_first_party_caveat(p)
+        return str(m.serialize())
+
+    token = mint()
+
+    def verify() -> None:
+        v = pymacaroons.Verifier()
+        for p in predicates:
+            v.satisfy_exact(p)
+        v.verify(pymacaroons.Macaroon.deserialize(token), KEY)
+
+    return {"mint": measure(mint, seconds), "deserialize+verify": measure(verify, seconds)}
+
+
+def pymacaroons_third_party(seconds: float) -> float | None:
+    try:
+        import pymacaroons
+    except ImportError:
+        return None
+    v2 = pymacaroons.MACAROON_V2
+    root = pymacaroons.Macaroon(location=LOCATION, identifier="kid-1", key=KEY, version=v2)
+    root.add_first_party_caveat("org = 1234")
+    root.add_third_party_caveat(AUTH, "tp-secret", "ticket-1")
+    discharge = pymacaroons.Macaroon(
+        location=AUTH, identifier="ticket-1", key="tp-secret", version=v2
+    )
+    discharge.add_first_party_caveat("time < 2030")
+    bound = root.prepare_for_request(discharge)
+    root_s, dis_s = root.serialize(), bound.serialize()
+
+    def verify() -> None:
+        v = pymacaroons.Verifier()
+        v.satisfy_exact("org = 1234")
+        v.satisfy_exact("time < 2030")
+        v.verify(
+            pymacaroons.Macaroon.deserialize(root_s), KEY, [pymacaroons.Macaroon.deserialize(dis_s)]
+        )
+
+    return measure(verify, seconds)
+
+
+def scan_throughput(quick: bool) -> str:
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import scan  # type: ignore[import-not-found]
+    except ImportError:
+        return "n/a (benchmarks/scan.py not present)"
+    runner = getattr(scan, "measure", None)
+    if runner is None:
+        return "n/a"
+    return str(runner(size_mb=4 if quick else 32))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--quick", action="store_true", help="about 0.2 s per measurement")
+    group.add_argument("--full", action="store_true", help="about 3 s per measurement")
+    args = parser.parse_args(argv)
+    seconds = 0.2 if args.quick else 3.0 if args.full else 1.0
+
+    print(
+        f"macaroons_authz {__version__}, Python {platform.python_version()}, "
+        f"msgpack {msgpack.version}, {platform.machine()} {platform.processor() or ''}".rstrip()
+    )
+    print()
+    print(
+        "| N | operation | macaroons_authz µs | pymacaroons µs | floor µs | vs pymacaroons | vs floor |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
+    full: dict[int, float] = {}
+    for n in (1, 5, 20):
+        o = ours(n, seconds)
+        p = pymacaroons_case(n, seconds)
+        full[n] = o["full check"]
+        rows = [
+            ("mint + encode", o["mint"], p and p["mint"], None),
+            ("decode", o["decode"], None, None),
+            ("decode + verify", o["decode+verify"], p and p["deserialize+verify"], o["floor"]),
+            ("decode + verify + validate", o["decode+verify+validate"], None, o["floor"]),
+            ("full check (header)", o["full check"], p and p["deserialize+verify"], o["floor"]),
+            ("cached full check", o["cached full check"], None, None),
+        ]
+        for name, mine, peer, fl in rows:
+            ratio_peer = f"{peer / mine:.1f}x faster" if peer else ""
+            ratio_floor = f"{mine / fl:.2f}x" if fl else ""
+            print(
+                f"| {n} | {name} | {mine:.1f} | {peer and f'{peer:.1f}' or ''} | "
+                f"{fl and f'{fl:.1f}' or ''} | {ratio_peer} | {ratio_floor} |"
+            )
+        print(f"| {n} | (token size, bytes) | {int(o['size'])} | | | | |")
+        print(
+            f"| {n} | cached / uncached full check | {o['cached full check'] / o['full check']:.2f} | | | | |"
+        )
+    tp = ours_third_party(seconds)
+    ptp = pymacaroons_third_party(seconds)
+    ratio = f"{ptp / tp['decode+verify']:.1f}x faster" if ptp else ""
+    print(
+        f"| 3P | decode + verify (root + bound discharge) | {tp['decode+verify']:.1f} | "
+        f"{ptp and f'{ptp:.1f}' or ''} | | {ratio} | |"
+    )
+    print(f"| 3P | full check (header) | {tp['full check']:.1f} | | | | |")
+    print()
+    print(f"Cost per added caveat (full check, N=5 to N=20): {(full[20] - full[5]) / 15:.2f} µs")
+    print(f"Leak scanner throughput: {scan_throughput(args.quick)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
