@@ -26,15 +26,15 @@ import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from macaroons_authz import (  # noqa: E402
+from macaroons_authz import (
     Action,
     Apps,
     ConfineOrganization,
     FeatureSet,
     FlyAccess,
     IfPresent,
-    Machines,
     Macaroon,
+    Machines,
     MemoryKeyring,
     Organization,
     ResourceSet,
@@ -222,6 +222,10 @@ def scan_throughput(quick: bool) -> str:
     return str(runner(size_mb=4 if quick else 32))
 
 
+def fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
@@ -245,19 +249,28 @@ def main(argv: list[str] | None = None) -> int:
         p = pymacaroons_case(n, seconds)
         full[n] = o["full check"]
         rows = [
-            ("mint + encode", o["mint"], p and p["mint"], None),
+            ("mint + encode", o["mint"], p["mint"] if p else None, None),
             ("decode", o["decode"], None, None),
-            ("decode + verify", o["decode+verify"], p and p["deserialize+verify"], o["floor"]),
+            (
+                "decode + verify",
+                o["decode+verify"],
+                p["deserialize+verify"] if p else None,
+                o["floor"],
+            ),
             ("decode + verify + validate", o["decode+verify+validate"], None, o["floor"]),
-            ("full check (header)", o["full check"], p and p["deserialize+verify"], o["floor"]),
+            (
+                "full check (header)",
+                o["full check"],
+                p["deserialize+verify"] if p else None,
+                o["floor"],
+            ),
             ("cached full check", o["cached full check"], None, None),
         ]
         for name, mine, peer, fl in rows:
             ratio_peer = f"{peer / mine:.1f}x faster" if peer else ""
             ratio_floor = f"{mine / fl:.2f}x" if fl else ""
             print(
-                f"| {n} | {name} | {mine:.1f} | {peer and f'{peer:.1f}' or ''} | "
-                f"{fl and f'{fl:.1f}' or ''} | {ratio_peer} | {ratio_floor} |"
+                f"| {n} | {name} | {mine:.1f} | {fmt(peer)} | {fmt(fl)} | {ratio_peer} | {ratio_floor} |"
             )
         print(f"| {n} | (token size, bytes) | {int(o['size'])} | | | | |")
         print(
@@ -268,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = f"{ptp / tp['decode+verify']:.1f}x faster" if ptp else ""
     print(
         f"| 3P | decode + verify (root + bound discharge) | {tp['decode+verify']:.1f} | "
-        f"{ptp and f'{ptp:.1f}' or ''} | | {ratio} | |"
+        f"{(ptp and f'{ptp:.1f}') or ''} | | {ratio} | |"
     )
     print(f"| 3P | full check (header) | {tp['full check']:.1f} | | | | |")
     print()
