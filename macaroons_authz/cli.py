@@ -1,23 +1,37 @@
-"""``python -m macaroons_authz``: the command line."""
+"""``python -m macaroons_authz``: inspect, verify, attenuate, mint, scan.
+
+Every command reads tokens from its argument or from standard input (``-``
+or no argument) and never prints a token's tail; only ``mint`` and
+``attenuate``, whose job is to make a token, print one. Errors are one line
+on standard error starting with ``error:`` and exit 2; a denial or an
+inauthentic token exits 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
+import os
+import re
 import sys
-from collections.abc import Sequence
-from typing import TextIO
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TextIO
 
-from . import __version__
+from . import __version__, crypto
 from .access import FlyAccess
-from .caveats._base import go_json
+from .caveats._base import Caveat, UnregisteredCaveat, go_json
+from .caveats.caveat_set import CaveatSet
+from .caveats.core import Caveat3P, ValidityWindow
 from .caveats.resset import Action
-from .errors import MacaroonError, UnauthorizedError
-from .header import parse_header, to_header
+from .errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
+from .header import MACAROON_LABELS, OAUTH_LABEL, decode_token, split_header, to_header
 from .keyring import MemoryKeyring
 from .macaroon import Macaroon
 from .tokens import org_token, restrict
-from .verifier import Verifier
+from .verifier import FLY_PERMISSION_LOCATION, Verifier
 
 __all__ = ["main"]
 
@@ -26,20 +40,376 @@ DEMO_KEY = bytes(range(32))
 #: The demo's fixed "now", so its output does not depend on the wall clock.
 DEMO_NOW = int(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC).timestamp())
 DEMO_ORG, DEMO_APP, DEMO_OTHER_APP, DEMO_MACHINE = 1234, 42, 43, "3d8d9e1b"
+KEY_ENV = "MACAROONS_AUTHZ_KEY"
+WIDTH = 80
+
+
+class UsageError(Exception):
+    """A command-line mistake: reported on one line, exit status 2."""
+
+
+# -- input ---------------------------------------------------------------------
+
+
+def _read_input(arg: str | None, stdin: TextIO) -> str:
+    text = stdin.read() if arg in (None, "-") else arg
+    assert text is not None
+    text = text.strip()
+    if text.lower().startswith("authorization:"):
+        text = text.split(":", 1)[1].strip()
+    if not text:
+        raise UsageError("no token given (pass one as an argument or on standard input)")
+    return text
+
+
+def _read_key(path: str | None) -> bytes:
+    """A key from a file (hex text or 32 raw bytes) or from $MACAROONS_AUTHZ_KEY (hex)."""
+    if path is None:
+        value = os.environ.get(KEY_ENV)
+        if not value:
+            raise UsageError(f"give --key-file FILE or set {KEY_ENV} (hex)")
+        return _hex_key(value.strip(), KEY_ENV)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(4096)
+    except OSError as exc:
+        raise UsageError(f"cannot read key file {path}: {exc.strerror}") from None
+    stripped = raw.strip()
+    if re.fullmatch(rb"[0-9a-fA-F]+", stripped) and len(stripped) % 2 == 0:
+        return _hex_key(stripped.decode(), path)
+    if len(raw) == crypto.KEY_SIZE:
+        return raw
+    raise UsageError(f"{path} holds neither a hex key nor {crypto.KEY_SIZE} raw bytes")
+
+
+def _hex_key(text: str, where: str) -> bytes:
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise UsageError(f"{where} is not hex") from None
+    if not key:
+        raise UsageError(f"{where} is empty")
+    return key
+
+
+class _OneKey:
+    """A keyring of one key that answers for any KID (the CLI trusts its --key-file)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def key_for(self, kid: bytes) -> bytes | None:
+        return self._key
+
+
+# -- inspect ---------------------------------------------------------------------
+
+
+def _relative(seconds: float) -> str:
+    """A duration in its two largest units: ``2d 3h``, ``5m 10s``, ``42s``."""
+    rest = abs(int(seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size or (unit == "s" and not parts):
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return " ".join(parts[:2])
 
 
 def _utc(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    try:
+        return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return str(ts)
 
 
-def _demo(out: TextIO) -> int:
+def _caveat_json(caveat: Caveat) -> dict[str, Any]:
+    if isinstance(caveat, UnregisteredCaveat):
+        return {"type": str(caveat.type_number), "unknown": True}
+    return {"type": caveat.json_type, "body": caveat.to_json()}
+
+
+def _describe(
+    tokens: list[tuple[str, Macaroon | None, str | None]], location: str, now: float
+) -> dict[str, Any]:
+    tickets = {
+        c.ticket
+        for _, m, _ in tokens
+        if m is not None
+        for c in m.unsafe_caveats.of_type(Caveat3P)
+        if c.ticket is not None
+    }
+    out = []
+    for label, m, error in tokens:
+        entry: dict[str, Any] = {"label": label}
+        if m is None:
+            if error is not None:
+                entry["role"] = "malformed"
+            elif label == f"{OAUTH_LABEL}_":
+                entry["role"] = "Fly OAuth token (not a macaroon)"
+            else:
+                entry["role"] = "not a macaroon"
+            if error is not None:
+                entry["error"] = error
+            out.append(entry)
+            continue
+        kid = m.nonce.kid or b""
+        if m.nonce.proof:
+            role = "proof"
+        elif kid in tickets or m.location != location:
+            role = "discharge"
+        else:
+            role = "permission"
+        entry.update(
+            role=role,
+            location=m.location,
+            kid=kid.hex() if len(kid) <= 32 else f"{kid[:16].hex()}... ({len(kid)} bytes)",
+            token_id=str(m.nonce.uuid),
+            caveats=[_caveat_json(c) for c in m.unsafe_caveats],
+        )
+        windows = [
+            {
+                "not_before": _utc(w.not_before),
+                "not_after": _utc(w.not_after),
+                "status": (
+                    f"expired {_relative(now - w.not_after)} ago"
+                    if now > w.not_after
+                    else f"not valid for {_relative(w.not_before - now)}"
+                    if now < w.not_before
+                    else f"expires in {_relative(w.not_after - now)}"
+                ),
+            }
+            for w in m.unsafe_caveats.of_type(ValidityWindow)
+        ]
+        if windows:
+            entry["validity"] = windows
+        third = [c.location for c in m.unsafe_caveats.of_type(Caveat3P)]
+        if third:
+            entry["third_parties"] = third
+        out.append(entry)
+    return {"verified": False, "tokens": out}
+
+
+def _parse_tokens(text: str) -> list[tuple[str, Macaroon | None, str | None]]:
+    tokens: list[tuple[str, Macaroon | None, str | None]] = []
+    for piece in split_header(text):
+        piece = piece.strip()
+        label, sep, _ = piece.partition("_")
+        if not sep or label not in MACAROON_LABELS:
+            tokens.append((f"{label}_" if sep else "(none)", None, None))
+            continue
+        try:
+            tokens.append((f"{label}_", Macaroon.decode(decode_token(piece)), None))
+        except DecodeError as exc:
+            tokens.append((f"{label}_", None, str(exc)))
+    return tokens
+
+
+def _wrap(prefix: str, text: str, out: TextIO) -> None:
+    lines = textwrap.wrap(
+        text,
+        width=WIDTH,
+        initial_indent=prefix,
+        subsequent_indent=" " * len(prefix),
+        break_on_hyphens=False,
+    )
+    out.write("\n".join(lines or [prefix.rstrip()]) + "\n")
+
+
+def _cmd_inspect(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
+    text = _read_input(args.token, stdin)
+    now = time.time() if args.now is None else args.now
+    doc = _describe(_parse_tokens(text), args.location, now)
+    if args.json:
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return 0
+    out.write("UNVERIFIED: read from the tokens, not checked against any key.\n")
+    for i, tok in enumerate(doc["tokens"], 1):
+        out.write(f"\ntoken {i}: {tok['label']} {tok['role']}\n")
+        if "error" in tok:
+            _wrap("  error     ", tok["error"], out)
+        if "location" not in tok:
+            continue
+        _wrap("  location  ", tok["location"], out)
+        _wrap("  kid       ", tok["kid"], out)
+        _wrap("  token id  ", tok["token_id"], out)
+        for cav in tok["caveats"]:
+            if cav.get("unknown"):
+                _wrap("  caveat    ", f"unknown caveat type {cav['type']} (always denies)", out)
+            else:
+                _wrap("  caveat    ", f"{cav['type']} {go_json(cav['body'])}", out)
+        for w in tok.get("validity", []):
+            _wrap("  valid     ", f"{w['not_before']} to {w['not_after']} ({w['status']})", out)
+        for loc in tok.get("third_parties", []):
+            _wrap("  needs     ", f"a discharge from {loc}", out)
+    return 0
+
+
+# -- verify ------------------------------------------------------------------------
+
+
+def _load_access(value: str, now: float | None) -> FlyAccess:
+    if value.startswith("@"):
+        try:
+            with open(value[1:], encoding="utf-8") as f:
+                value = f.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read {value[1:]}: {exc.strerror}") from None
+    try:
+        return FlyAccess.from_json(value, now=now)
+    except DecodeError as exc:
+        raise UsageError(f"bad --access: {exc}") from None
+
+
+def _trusted(pairs: Sequence[str]) -> dict[str, list[bytes]]:
+    trusted: dict[str, list[bytes]] = {}
+    for pair in pairs:
+        location, sep, path = pair.rpartition("=")
+        if not sep or not location or not path:
+            raise UsageError(f"--trusted-3p takes LOCATION=KEYFILE, not {pair!r}")
+        trusted.setdefault(location, []).append(_read_key(path))
+    return trusted
+
+
+def _cmd_verify(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
+    key = _read_key(args.key_file)
+    text = _read_input(args.token, stdin)
+    access = _load_access(args.access, args.now) if args.access else None
+    verifier = Verifier(_OneKey(key), location=args.location, trusted_3ps=_trusted(args.trusted_3p))
+    try:
+        token, _ = verifier.split(text)
+    except DecodeError as exc:
+        raise UsageError(f"cannot read the tokens: {exc}") from None
+    try:
+        caveats = verifier.verify(text)
+    except VerificationError as exc:
+        out.write(f"NOT AUTHENTIC token {token.nonce.uuid}\n  - {exc}\n")
+        return 1
+    if access is None:
+        out.write(f"VALID token {token.nonce.uuid}: signature and discharges verified\n")
+        if args.explain:
+            for cav in caveats:
+                _wrap(
+                    "  caveat  ", f"{cav.json_type} {go_json(_caveat_json(cav).get('body'))}", out
+                )
+        return 0
+    if args.explain:
+        for cav in caveats:
+            if cav.attestation:
+                verdict = "attests"
+            else:
+                err = cav.prohibits(access)
+                verdict = "pass" if err is None else f"FAIL: {err}"
+            _wrap(
+                "  ", f"{cav.json_type} {go_json(_caveat_json(cav).get('body'))} -> {verdict}", out
+            )
+    try:
+        caveats.validate(access)
+    except UnauthorizedError as exc:
+        out.write(f"DENIED token {token.nonce.uuid}\n")
+        for cause in exc.leaves():
+            _wrap("  - ", str(cause), out)
+        return 1
+    out.write(f"ALLOWED token {token.nonce.uuid}\n")
+    return 0
+
+
+# -- attenuate and mint ----------------------------------------------------------------
+
+
+def _cmd_attenuate(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
+    try:
+        with open(args.file, encoding="utf-8") as f:
+            caveats = CaveatSet.from_json(f.read())
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    text = _read_input(args.token, stdin)
+    pieces = [p.strip() for p in split_header(text)]
+    changed = 0
+    result: list[str | Macaroon] = []
+    for piece in pieces:
+        label, sep, _ = piece.partition("_")
+        if sep and label in MACAROON_LABELS:
+            m = Macaroon.decode(decode_token(piece))
+            if m.location == args.location and not m.nonce.proof:
+                m.add(*caveats)
+                result.append(m)
+                changed += 1
+                continue
+        result.append(piece)
+    if not changed:
+        raise UsageError(f"no permission token for {args.location} to attenuate")
+    out.write(to_header(*result) + "\n")
+    return 0
+
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+
+
+def _duration(text: str) -> int:
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 12h or 7d")
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def _actions(text: str) -> int:
+    if text != "*" and (not text or set(text) - set("rwcdC")):
+        raise argparse.ArgumentTypeError(f"{text!r}: actions are letters of rwcdC, or *")
+    return int(Action.from_letters(text))
+
+
+def _cmd_mint(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
+    key = _read_key(args.key_file)
+    try:
+        kid = bytes.fromhex(args.kid)
+    except ValueError:
+        raise UsageError("--kid must be hex") from None
+    if args.org is None and (args.app or args.machine or args.role):
+        raise UsageError("--app, --machine and --role need --org")
+    if args.machine and not args.app:
+        raise UsageError("--machine needs --app (Machines belong to apps)")
+    if args.org is None:
+        raise UsageError("give --org ID: a token for nothing is a token for nothing")
+    token = org_token(key, args.org, kid=kid, location=args.location)
+    restrict(
+        token,
+        actions=args.actions,
+        apps=args.app or None,
+        machines=args.machine or None,
+        role=args.role,
+        expires_in=args.expires_in,
+        now=args.now,
+    )
+    out.write(to_header(token) + "\n")
+    return 0
+
+
+def _cmd_keys_new(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
+    key = crypto.new_signing_key()
+    try:
+        fd = os.open(args.file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{args.file} exists; refusing to overwrite a key") from None
+    except OSError as exc:
+        raise UsageError(f"cannot create {args.file}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex() + "\n")
+    out.write(crypto.kid_for_key(key).hex() + "\n")
+    return 0
+
+
+# -- demo ----------------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     out.write("macaroons_authz demo (built-in demo key: never use it for real tokens)\n\n")
     keyring = MemoryKeyring([DEMO_KEY])
     token = org_token(keyring.current(), DEMO_ORG)
     out.write(f"1. Minted an organization token for org {DEMO_ORG}, all actions.\n")
 
     # Attenuation needs no key: whoever holds the header can restrict it.
-    held = Macaroon.decode(parse_header(to_header(token))[0])
+    held = Macaroon.decode(decode_token(split_header(to_header(token))[0]))
     restrict(
         held,
         apps=[DEMO_APP],
@@ -83,19 +453,142 @@ def _demo(out: TextIO) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+# -- the parser -------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
+Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
         prog="python -m macaroons_authz",
-        description="Fly.io-compatible macaroon tokens: mint, inspect, verify.",
+        description="Fly.io-compatible macaroon tokens: inspect, verify, attenuate, mint, scan.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser(
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
+    def command(name: str, help: str, example: str, handler: Handler) -> _Parser:
+        sub: _Parser = commands.add_parser(
+            name,
+            help=help,
+            description=help[0].upper() + help[1:] + ".",
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def token_arg(sub: _Parser) -> None:
+        sub.add_argument(
+            "token",
+            nargs="?",
+            metavar="TOKEN",
+            help="a token, a comma-separated bundle or an Authorization header; "
+            "standard input if '-' or absent",
+        )
+
+    def location_arg(sub: _Parser) -> None:
+        sub.add_argument(
+            "--location",
+            default=FLY_PERMISSION_LOCATION,
+            help=f"location of permission tokens (default {FLY_PERMISSION_LOCATION})",
+        )
+
+    def now_arg(sub: _Parser) -> None:
+        sub.add_argument("--now", type=float, help=argparse.SUPPRESS)
+
+    sub = command(
+        "inspect",
+        "show what tokens say, without verifying them",
+        'python -m macaroons_authz inspect "$FLY_API_TOKEN"',
+        _cmd_inspect,
+    )
+    token_arg(sub)
+    location_arg(sub)
+    now_arg(sub)
+    sub.add_argument("--json", action="store_true", help="print one JSON document")
+
+    sub = command(
+        "verify",
+        "verify tokens and, given an access, authorize it",
+        "python -m macaroons_authz verify --key-file root.key \\\n"
+        '      --access \'{"orgid":1,"appid":2,"action":"r"}\' < header.txt',
+        _cmd_verify,
+    )
+    token_arg(sub)
+    sub.add_argument("--key-file", help=f"the root key (hex or raw); else ${KEY_ENV} (hex)")
+    location_arg(sub)
+    sub.add_argument(
+        "--trusted-3p",
+        action="append",
+        default=[],
+        metavar="LOCATION=KEYFILE",
+        help="a third party whose discharges may carry identities (repeatable)",
+    )
+    sub.add_argument("--access", help="the access as flyio.Access JSON, or @FILE")
+    sub.add_argument(
+        "--explain", action="store_true", help="show each caveat and whether it passed"
+    )
+    now_arg(sub)
+
+    sub = command(
+        "attenuate",
+        "add caveats (flyctl JSON) to the permission tokens; no key needed",
+        "python -m macaroons_authz attenuate -f caveats.json < header.txt",
+        _cmd_attenuate,
+    )
+    token_arg(sub)
+    sub.add_argument(
+        "-f", "--file", required=True, metavar="CAVEATS.json", help="the caveats to add"
+    )
+    location_arg(sub)
+
+    sub = command(
+        "mint",
+        "mint a token and print its header",
+        "python -m macaroons_authz mint --key-file root.key --kid $(cat root.kid) \\\n"
+        "      --org 1234 --app 42 --actions r --expires-in 1h",
+        _cmd_mint,
+    )
+    sub.add_argument("--key-file", help=f"the root key (hex or raw); else ${KEY_ENV} (hex)")
+    sub.add_argument("--kid", required=True, help="the key id, hex")
+    sub.add_argument("--location", default=FLY_PERMISSION_LOCATION, help="the token's location")
+    sub.add_argument("--org", type=int, help="organization id")
+    sub.add_argument("--app", type=int, action="append", default=[], help="app id (repeatable)")
+    sub.add_argument("--role", choices=["member", "billing_manager", "admin"], help="role")
+    sub.add_argument("--actions", type=_actions, help="allowed actions, letters of rwcdC")
+    sub.add_argument("--expires-in", type=_duration, metavar="DURATION", help="e.g. 30m, 12h, 7d")
+    sub.add_argument("--machine", action="append", default=[], help="Machine id (repeatable)")
+    now_arg(sub)
+
+    keys = command(
+        "keys", "manage signing keys", "python -m macaroons_authz keys new root.key", _cmd_keys_new
+    )
+    keys_commands = keys.add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION", parser_class=_Parser
+    )
+    new = keys_commands.add_parser(
+        "new",
+        help="write a new signing key (mode 0600) and print its KID",
+        epilog="example:\n  python -m macaroons_authz keys new root.key",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    new.add_argument("file", metavar="FILE")
+    new.set_defaults(handler=_cmd_keys_new)
+
+    command(
         "demo",
-        help="mint, attenuate and verify a token with a built-in demo key",
-        description="Mint a token on a built-in demo key, attenuate it, inspect it and "
-        "show allowed and denied decisions.",
-        epilog="example: python -m macaroons_authz demo",
+        "mint, attenuate and verify a token with a built-in demo key",
+        "python -m macaroons_authz demo",
+        _cmd_demo,
     )
     return parser
 
@@ -103,12 +596,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
+    handler: Handler = args.handler
     try:
-        if args.command == "demo":
-            return _demo(sys.stdout)
-    except MacaroonError as exc:
+        return handler(args, sys.stdout, sys.stdin)
+    except (UsageError, MacaroonError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     except KeyboardInterrupt:
         return 130
-    return 2
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error. Point stdout at
+        # devnull so the interpreter's final flush does not complain.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

@@ -2,18 +2,68 @@
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import stat
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from macaroons_authz import __version__
+from macaroons_authz import (
+    Action,
+    Macaroon,
+    __version__,
+    app_token,
+    encode_token,
+    kid_for_key,
+    parse_header,
+    to_header,
+)
 from macaroons_authz.cli import main
+
+KEY = bytes(range(32))
+NOW = 1_700_000_000
+GOLDEN = Path(__file__).parent / "golden" / "inspect_vectors.json"
+
+
+def run(
+    argv: list[str], capsys: pytest.CaptureFixture[str], stdin: str = "", monkeypatch: Any = None
+) -> tuple[int, str, str]:
+    if monkeypatch is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> str:
+    path = tmp_path / "root.key"
+    path.write_text(KEY.hex() + "\n")
+    return str(path)
+
+
+@pytest.fixture
+def header() -> str:
+    return to_header(app_token(KEY, 1234, [42], actions=Action.READ, expires_in=3600, now=NOW))
+
+
+def tail_b64(header: str) -> str:
+    # The base64 of the tail's last bytes: what must never be printed.
+    data = parse_header(header)[0]
+    return encode_token(data)[-20:]
+
+
+# -- demo, version, usage ---------------------------------------------------------------
 
 
 def test_demo_shows_the_four_decisions(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
+    code, out, _ = run(["demo"], capsys)
+    assert code == 0
     decisions = [line.split()[0] for line in out.splitlines() if line.startswith("  ")]
     assert [d for d in decisions if d in ("ALLOWED", "DENIED")] == [
         "ALLOWED",
@@ -28,19 +78,6 @@ def test_demo_shows_the_four_decisions(capsys: pytest.CaptureFixture[str]) -> No
     assert 'Apps {"apps":{"42":"r"}}' in out
 
 
-def test_demo_runs_as_a_module() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "macaroons_authz", "demo"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "ALLOWED" in done.stdout
-    assert done.stderr == ""
-
-
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--version"])
@@ -48,8 +85,250 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert __version__ in capsys.readouterr().out
 
 
-def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["mint"], ["verify", "--bogus"]])
+def test_usage_errors_exit_2_with_one_error_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as info:
-        main([])
+        main(argv)
     assert info.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["inspect", "verify", "attenuate", "mint", "demo"])
+def test_every_command_has_help_with_an_example(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "example:" in out
+    assert f"python -m macaroons_authz {command}" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+# -- inspect ---------------------------------------------------------------------------
+
+
+def test_inspect_reads_stdin_and_never_prints_the_token(
+    header: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, _ = run(["inspect", "--now", str(NOW + 60)], capsys, header, monkeypatch)
+    assert code == 0
+    assert out.startswith("UNVERIFIED")
+    assert "fm2_ permission" in out
+    assert 'Apps {"apps":{"42":"r"}}' in out
+    assert "(expires in 59m)" in out
+    assert tail_b64(header) not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_inspect_marks_expired_unknown_malformed_and_oauth(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    token = Macaroon.new(b"k", "https://api.fly.io/v1", KEY)
+    raw = token.encode()
+    # Splice in an unknown caveat type 2**48+5 whose body is a str.
+    data = raw[:-35] + b"\x92\xcf" + (2**48 + 5).to_bytes(8, "big") + b"\xa1x" + raw[-34:]
+    data = data.replace(b"\x90", b"\x92", 1)
+    unknown = Macaroon.decode(data)
+    expired = app_token(KEY, 1, [2], expires_in=10, now=NOW)
+    header = to_header(unknown, expired, "fo1_abc", "fm2_!!!!")
+    code, out, _ = run(["inspect", header, "--now", str(NOW + 3600)], capsys)
+    assert code == 0
+    assert f"unknown caveat type {2**48 + 5}" in out
+    assert "expired 59m 50s ago" in out
+    assert "Fly OAuth token (not a macaroon)" in out
+    assert "malformed" in out
+
+
+def test_inspect_json_matches_the_golden_file(
+    spec_vectors: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    header = spec_vectors["deterministic"]["C"]["header"]
+    code, out, _ = run(["inspect", header, "--json", "--now", "1700000100"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(doc, indent=2) + "\n")
+    assert doc == json.loads(GOLDEN.read_text())
+    # The golden file agrees with the Go library's JSON for the same tokens.
+    c = spec_vectors["deterministic"]["C"]
+    root = json.loads(Macaroon.decode(bytes.fromhex(c["root_token_hex"])).to_json())
+    assert doc["tokens"][0]["caveats"] == root["caveats"]
+    assert [t["role"] for t in doc["tokens"]] == ["permission", "proof"]
+
+
+# -- verify ----------------------------------------------------------------------------
+
+
+def test_verify_allows_denies_and_explains(
+    header: str, key_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["verify", header, "--key-file", key_file, "--now", str(NOW + 1)]
+    code, out, _ = run([*base, "--access", '{"orgid":1234,"appid":42,"action":"r"}'], capsys)
+    assert (code, out.split()[0]) == (0, "ALLOWED")
+    code, out, _ = run(
+        [*base, "--access", '{"orgid":1234,"appid":43,"action":"w"}', "--explain"], capsys
+    )
+    assert code == 1
+    assert "DENIED" in out
+    assert "  - unauthorized for app 43" in out
+    assert "  - unauthorized for w on this token (Action)" in out
+    assert "-> pass" in out
+    assert "-> FAIL" in out
+    assert tail_b64(header) not in out
+    code, out, _ = run(["verify", header, "--key-file", key_file], capsys)
+    assert (code, out.split()[0]) == (0, "VALID")
+
+
+def test_verify_with_the_wrong_key_is_not_authentic(
+    header: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.key"
+    other.write_bytes(bytes(32))
+    code, out, err = run(["verify", header, "--key-file", str(other)], capsys)
+    assert code == 1
+    assert "NOT AUTHENTIC" in out
+    assert err == ""
+
+
+def test_verify_key_from_the_environment(
+    header: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MACAROONS_AUTHZ_KEY", KEY.hex())
+    code, out, _ = run(["verify", header], capsys)
+    assert (code, out.split()[0]) == (0, "VALID")
+    monkeypatch.delenv("MACAROONS_AUTHZ_KEY")
+    code, _, err = run(["verify", header], capsys)
+    assert code == 2
+    assert err.startswith("error: give --key-file")
+
+
+@pytest.mark.parametrize(
+    ("token", "access", "message"),
+    [
+        ("not-a-token", None, "error: cannot read the tokens"),
+        ("fm2_AAAA", None, "error: cannot read the tokens"),
+        (None, "{bad json", "error: bad --access"),
+        (None, '{"orgid":"x"}', "error: bad --access"),
+        (None, "@/nonexistent/file", "error: cannot read"),
+    ],
+)
+def test_verify_bad_input_is_a_usage_error(
+    header: str,
+    key_file: str,
+    token: str | None,
+    access: str | None,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["verify", token or header, "--key-file", key_file]
+    if access:
+        argv += ["--access", access]
+    code, out, err = run(argv, capsys)
+    assert code == 2
+    assert out == ""
+    assert err.startswith(message)
+    assert len(err.splitlines()) == 1
+
+
+# -- attenuate, mint, keys -----------------------------------------------------------------
+
+
+def test_attenuate_adds_flyctl_json_caveats_to_permission_tokens(
+    header: str, tmp_path: Path, key_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caveats = tmp_path / "caveats.json"
+    caveats.write_text('[{"type":"Machines","body":{"machines":{"m1":"r"}}}]')
+    code, out, _ = run(["attenuate", header, "-f", str(caveats)], capsys)
+    assert code == 0
+    new = out.strip()
+    assert new.startswith("FlyV1 fm2_")
+    m = Macaroon.decode(parse_header(new)[0])
+    assert [c.name for c in m.unsafe_caveats][-1] == "Machines"
+    access = '{"orgid":1234,"appid":42,"machine":"m2","action":"r"}'
+    code, out, _ = run(
+        ["verify", new, "--key-file", key_file, "--access", access, "--now", str(NOW)], capsys
+    )
+    assert code == 1
+    caveats.write_text('[{"type":"Machines","body":{"nope":1}}]')
+    code, _, err = run(["attenuate", header, "-f", str(caveats)], capsys)
+    assert code == 2
+    assert err.startswith("error: ")
+
+
+def test_mint_and_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key_path = tmp_path / "new.key"
+    code, out, _ = run(["keys", "new", str(key_path)], capsys)
+    assert code == 0
+    kid = out.strip()
+    assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+    key = bytes.fromhex(key_path.read_text().strip())
+    assert kid == kid_for_key(key).hex()
+    code, _, err = run(["keys", "new", str(key_path)], capsys)
+    assert code == 2
+    assert "refusing to overwrite" in err
+
+    argv = ["mint", "--key-file", str(key_path), "--kid", kid, "--org", "7", "--app", "8"]
+    code, out, _ = run([*argv, "--actions", "rw", "--expires-in", "2h", "--now", str(NOW)], capsys)
+    assert code == 0
+    m = Macaroon.decode(parse_header(out.strip())[0])
+    assert m.nonce.kid == bytes.fromhex(kid)
+    assert [c.name for c in m.verify(key)] == ["Organization", "Action", "Apps", "ValidityWindow"]
+
+    base = ["mint", "--key-file", str(key_path), "--kid", kid, "--org", "7"]
+    code, _, err = run([*base, "--machine", "m1"], capsys)
+    assert code == 2
+    assert err == "error: --machine needs --app (Machines belong to apps)\n"
+    code, _, err = run(["mint", "--key-file", str(key_path), "--kid", kid], capsys)
+    assert code == 2
+    assert err.startswith("error: give --org")
+    for bad, message in [
+        (["--actions", "rwx"], "actions are letters"),
+        (["--expires-in", "soon"], "not a duration"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            main([*argv, *bad])
+        assert info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+# -- the real module in a subprocess ------------------------------------------------------
+
+
+def cli(
+    *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "macaroons_authz", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_subprocess_inspect_verify_and_exit_codes(header: str, key_file: str) -> None:
+    done = cli("inspect", "-", stdin=header)
+    assert done.returncode == 0
+    assert done.stdout.startswith("UNVERIFIED")
+    assert tail_b64(header) not in done.stdout
+    done = cli("verify", "--key-file", key_file, stdin=header)
+    assert (done.returncode, done.stdout.split()[0]) == (0, "VALID")
+    done = cli(
+        "verify", "--key-file", key_file, "--access", '{"orgid":1,"action":"r"}', stdin=header
+    )
+    assert done.returncode == 1
+    done = cli("verify", "--key-file", key_file, stdin="garbage")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ")
+    assert "Traceback" not in done.stderr
+    done = cli("demo")
+    assert done.returncode == 0
+    assert done.stderr == ""
