@@ -196,9 +196,10 @@ class FlyAccess:
         kwargs: dict[str, Any] = {}
         for key, value in obj.items():
             if key == "action":
-                if not isinstance(value, str):
+                # Go reads a JSON null action as no action, like the other keys.
+                if value is not None and not isinstance(value, str):
                     raise DecodeError("access action must be a string of letters")
-                kwargs["action"] = int(Action.from_letters(value))
+                kwargs["action"] = int(Action.from_letters(value or ""))
                 continue
             if key not in keys:
                 raise DecodeError(f"unknown access key {key!r}")

@@ -11,6 +11,7 @@ discharges; validation skips them.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -47,6 +48,12 @@ __all__ = [
     "GoogleUserID",
     "MaxValidity",
 ]
+
+
+def _items(value: Iterable[Any]) -> tuple[Any, ...]:
+    # A named converter: with ``converter=tuple`` mypy's attrs plugin types
+    # the parameters as an unsolvable ``Iterable[_T_co]``.
+    return tuple(value)
 
 
 def _ints(value: Any) -> tuple[int, ...]:
@@ -91,9 +98,9 @@ class DischargeRequest:
         at: the current time (unix seconds); the wall clock by default.
     """
 
-    flyio: tuple[FlyioIdentity, ...] = attrs.field(default=(), converter=tuple)
-    google: tuple[GoogleIdentity, ...] = attrs.field(default=(), converter=tuple)
-    github: tuple[GitHubIdentity, ...] = attrs.field(default=(), converter=tuple)
+    flyio: tuple[FlyioIdentity, ...] = attrs.field(default=(), converter=_items)
+    google: tuple[GoogleIdentity, ...] = attrs.field(default=(), converter=_items)
+    github: tuple[GitHubIdentity, ...] = attrs.field(default=(), converter=_items)
     expiry: float = 0.0
     at: float = attrs.field(factory=time.time, kw_only=True)
 

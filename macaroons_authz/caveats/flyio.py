@@ -103,14 +103,21 @@ class Role(enum.IntFlag, boundary=enum.KEEP):
         """Fly's name of the role mask, e.g. ``"admin"`` or ``"billing_manager+member"``."""
         if self == Role.ADMIN:
             return "admin"
-        names = [name for name, bit in _ROLE_NAMES if self & bit]
-        return "+".join(names) if names else "none"
+        if not self:
+            return "none"
+        named = [(name, bit) for name, bit in _ROLE_NAMES if self & bit == bit]
+        if sum(bit for _, bit in named) != self:
+            # Some bits name no role; Go's Role.String shows the mask so.
+            return f"invalid({int(self)})"
+        return "+".join(name for name, _ in named)
 
     @classmethod
     def from_label(cls, label: str) -> Role:
         """Parse :attr:`label`; ``ValueError`` on an unknown name."""
         if label == "admin":
             return cls.ADMIN
+        if label == "none":
+            return cls(0)
         mask = 0
         for part in label.split("+"):
             bits = dict(_ROLE_NAMES).get(part)
@@ -418,8 +425,11 @@ class FromMachineSource(Caveat):
                 caveat=self,
             )
         if source != self.id:
-            return UnauthorizedForResourceError(
-                f"unauthorized for requests from machine {source}", caveat=self
+            # Go wraps the plain ErrUnauthorized here, not ErrUnauthorizedForResource.
+            return UnauthorizedError(
+                f"unauthorized: unauthorized source, expected from machine {self.id}, "
+                f"but got {source}",
+                caveat=self,
             )
         return None
 
@@ -494,7 +504,10 @@ class IsMember(Caveat):
 
     def prohibits(self, access: Access) -> UnauthorizedError | None:
         """As :class:`AllowedRoles` with only the member role."""
-        return AllowedRoles(Role.MEMBER).prohibits(access)
+        err = AllowedRoles(Role.MEMBER).prohibits(access)
+        if err is not None:
+            err.caveat = self
+        return err
 
     def to_msgpack(self) -> Any:
         return []
