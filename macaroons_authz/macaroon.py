@@ -121,33 +121,43 @@ class Macaroon:
         """Attenuate: append *caveats*; anyone holding the token can do this.
 
         A caveat whose encoding equals one already present (or earlier in
-        the same call) is dropped, as Go does. All caveats are checked
-        before any is added, so a failing call changes nothing (Go adds the
-        ones before the failure).
+        the same call) is dropped, as Go does, before any rule is checked
+        (a new third-party caveat compares by its encoding before sealing).
+        All caveats are checked before any is added, so a failing call
+        changes nothing (Go adds the ones before the failure).
 
         Raises:
             AttenuationError: the token is a finalized proof, an attestation
                 was added to a token that is not a proof, or a second
-                third-party caveat names a location already used.
+                third-party caveat names a location already used (by a
+                third-party caveat anywhere in the token, ``IfPresent``
+                included).
             DecodeError: a caveat cannot be encoded (an unregistered caveat
                 read from JSON).
         """
         if self._finalized:
             raise AttenuationError("can't add caveats to finalized proof")
-        locations = {c.location for c in self._caveats if isinstance(c, Caveat3P)}
+        # As Go: duplicates are dropped first, then the rules are checked on
+        # what is left; third-party caveats already present count wherever
+        # they sit (Go's GetCaveats descends into IfPresent).
+        seen = {c.packed() for c in self._caveats}
+        locations = {c.location for c in self.unsafe_caveats.of_type(Caveat3P)}
+        todo: list[Caveat] = []
         for cav in caveats:
             if not isinstance(cav, Caveat):
                 raise TypeError(f"not a caveat: {type(cav).__name__}")
+            packed = cav.packed()  # fails now, not halfway through, if it cannot be encoded
+            if packed in seen:
+                continue
+            seen.add(packed)
             if cav.attestation and not self.nonce.proof:
                 raise AttenuationError("cannot add attestations to non-proof macaroons")
             if isinstance(cav, Caveat3P):
                 if cav.location in locations:
                     raise AttenuationError(f"attempting to add multiple 3ps for {cav.location}")
                 locations.add(cav.location)
-            if not isinstance(cav, Caveat3P) or cav.discharge_key is None:
-                cav.packed()  # fails now, not halfway through, if it cannot be encoded
-        seen = {c.packed() for c in self._caveats}
-        for cav in caveats:
+            todo.append(cav)
+        for cav in todo:
             if isinstance(cav, Caveat3P) and cav.discharge_key is not None:
                 # Each token gets its own sealing of the discharge key under
                 # its current tail; the ticket is shared.
@@ -157,12 +167,8 @@ class Macaroon:
                     cav.ticket,
                     discharge_key=cav.discharge_key,
                 )
-            packed = cav.packed()
-            if packed in seen:
-                continue
-            seen.add(packed)
             self._caveats.append(cav)
-            self._tail = crypto.mac(self._tail, packed)
+            self._tail = crypto.mac(self._tail, cav.packed())
 
     def add_3p(self, key: bytes, location: str, *caveats: Caveat) -> None:
         """Add a third-party caveat: a discharge from *location* becomes required.

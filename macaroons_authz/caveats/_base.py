@@ -268,8 +268,11 @@ def caveats_from_json(value: Any, registry: Registry, depth: int = 0) -> list[Ca
         type_name = obj.get("type")
         if type(type_name) is not str:
             raise DecodeError('caveat JSON needs a string "type"')
+        if "body" not in obj:
+            # Go fails to unmarshal a missing body; "body": null is the zero value.
+            raise DecodeError('caveat JSON needs a "body"')
         cls = registry.lookup_name(type_name)
-        body = obj.get("body")
+        body = obj["body"]
         if cls is not None:
             out.append(cls.from_json(body, registry, depth))
             continue

@@ -360,6 +360,8 @@ class IfPresent(Caveat):
 
     @classmethod
     def from_wire(cls, raw: bytes, registry: Registry, depth: int) -> Self:
+        if raw[:1] == b"\xc0":
+            return cls(None, 0)
         spans, _ = _msgpack.array_items(raw)
         if not spans:
             return cls(None, 0)
