@@ -104,7 +104,8 @@ class FlyAccess:
     >>> access.validate()
     """
 
-    action: int = Action.NONE
+    # A plain int: IntFlag arithmetic is slow on the validation hot path.
+    action: int = attrs.field(default=0, converter=int)
     org_id: int | None = attrs.field(default=None, converter=_opt_int)
     app_id: int | None = attrs.field(default=None, converter=_opt_int)
     app_feature: str | None = attrs.field(default=None, converter=_opt_str)
@@ -137,14 +138,19 @@ class FlyAccess:
             raise ResourceUnspecifiedError(
                 "unauthorized: bad data for token verification: must specify org"
             )
-        _at_most_one(app=self.app_id, feature=self.feature, storage_object=self.storage_object)
-        _needs(
-            "app",
-            self.app_id,
-            machine=self.machine,
-            volume=self.volume,
-            app_feature=self.app_feature,
-        )
+        # The common, well-formed access pays only for these None checks.
+        if (self.feature is not None) + (self.storage_object is not None) + (
+            self.app_id is not None
+        ) > 1:
+            _at_most_one(app=self.app_id, feature=self.feature, storage_object=self.storage_object)
+        if self.machine is not None or self.volume is not None or self.app_feature is not None:
+            _needs(
+                "app",
+                self.app_id,
+                machine=self.machine,
+                volume=self.volume,
+                app_feature=self.app_feature,
+            )
         if self.cluster is not None:
             if self.feature is None:
                 raise ResourceUnspecifiedError(
@@ -156,7 +162,10 @@ class FlyAccess:
                     "unauthorized: bad data for token verification: "
                     f"clusters require the {_LITEFS_CLOUD} feature"
                 )
-        _needs("machine", self.machine, command=self.command, machine_feature=self.machine_feature)
+        if self.command is not None or self.machine_feature is not None:
+            _needs(
+                "machine", self.machine, command=self.command, machine_feature=self.machine_feature
+            )
 
     def permitted_roles(self) -> list[int]:
         """The least roles that may make this access (for ``AllowedRoles``)."""

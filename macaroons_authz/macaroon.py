@@ -18,6 +18,7 @@ from typing import Any
 
 from . import _msgpack, crypto
 from .caveats._base import (
+    THIRD_PARTY,
     Caveat,
     NeedsRawBytes,
     blob,
@@ -54,7 +55,7 @@ class Macaroon:
     is never shown by ``repr``.
     """
 
-    __slots__ = ("_caveats", "_finalized", "_tail", "location", "nonce")
+    __slots__ = ("_caveats", "_finalized", "_packed", "_tail", "location", "nonce")
 
     nonce: Nonce
     location: str
@@ -72,6 +73,8 @@ class Macaroon:
         self.nonce = nonce
         self.location = location
         self._caveats = list(caveats)
+        # The caveats' one-caveat encodings (the MAC inputs), made when first needed.
+        self._packed: list[bytes] | None = None
         self._tail = tail
         self._finalized = finalized
 
@@ -140,9 +143,10 @@ class Macaroon:
         # As Go: duplicates are dropped first, then the rules are checked on
         # what is left; third-party caveats already present count wherever
         # they sit (Go's GetCaveats descends into IfPresent).
-        seen = {c.packed() for c in self._caveats}
+        packs = self._packs()
+        seen = set(packs)
         locations = {c.location for c in self.unsafe_caveats.of_type(Caveat3P)}
-        todo: list[Caveat] = []
+        todo: list[tuple[Caveat, bytes]] = []
         for cav in caveats:
             if not isinstance(cav, Caveat):
                 raise TypeError(f"not a caveat: {type(cav).__name__}")
@@ -156,8 +160,8 @@ class Macaroon:
                 if cav.location in locations:
                     raise AttenuationError(f"attempting to add multiple 3ps for {cav.location}")
                 locations.add(cav.location)
-            todo.append(cav)
-        for cav in todo:
+            todo.append((cav, packed))
+        for cav, packed in todo:
             if isinstance(cav, Caveat3P) and cav.discharge_key is not None:
                 # Each token gets its own sealing of the discharge key under
                 # its current tail; the ticket is shared.
@@ -167,8 +171,10 @@ class Macaroon:
                     cav.ticket,
                     discharge_key=cav.discharge_key,
                 )
+                packed = cav.packed()
             self._caveats.append(cav)
-            self._tail = crypto.mac(self._tail, cav.packed())
+            packs.append(packed)
+            self._tail = crypto.mac(self._tail, packed)
 
     def add_3p(self, key: bytes, location: str, *caveats: Caveat) -> None:
         """Add a third-party caveat: a discharge from *location* becomes required.
@@ -208,6 +214,12 @@ class Macaroon:
                 out.setdefault(cav.location, []).append(cav.ticket)
         return out
 
+    def _packs(self) -> list[bytes]:
+        packs = self._packed
+        if packs is None:
+            packs = self._packed = [c.packed() for c in self._caveats]
+        return packs
+
     def copy(self) -> Macaroon:
         """An independent copy (attenuating one does not change the other)."""
         return Macaroon(
@@ -230,7 +242,7 @@ class Macaroon:
                 b"\x94",
                 self.nonce.encode(),
                 _msgpack.pack(self.location),
-                pack_set((c.packed() for c in self._caveats), len(self._caveats)),
+                pack_set(self._packs(), len(self._caveats)),
                 _msgpack.pack(self._tail),
             )
         )
@@ -323,34 +335,41 @@ class Macaroon:
             raise VerificationError("can't verify unfinalized proof")
         mac = crypto.mac
         cur = mac(key, self.nonce.encode())
-        binding_ids = [crypto.sha256(cur)]
+        tails = [cur]
         result: list[Caveat] = []
         pending: list[tuple[Caveat3P, bytes]] = []
         bound_ok = True
-        for cav in self._caveats:
-            if isinstance(cav, Caveat3P):
-                pending.append((cav, cur))
-            elif isinstance(cav, BindToParentToken):
-                prefix = cav.binding_id or b""
+        proof = self.nonce.proof
+        for cav, packed in zip(self._caveats, self._packs(), strict=True):
+            role = cav.verification_role
+            if role == 0:
+                if cav.attestation:
+                    if not proof:
+                        raise VerificationError("attestation in non-proof macaroon")
+                    if trust_attestations:
+                        result.append(cav)
+                else:
+                    result.append(cav)
+            elif role == THIRD_PARTY:
+                pending.append((cav, cur))  # type: ignore[arg-type]
+            else:
+                prefix = cav.binding_id or b""  # type: ignore[attr-defined]
                 if not any(p.startswith(prefix) for p in parent_binding_ids):
                     bound_ok = False
-            elif cav.attestation:
-                if not self.nonce.proof:
-                    raise VerificationError("attestation in non-proof macaroon")
-                if trust_attestations:
-                    result.append(cav)
-            else:
-                result.append(cav)
-            cur = mac(cur, cav.packed())
-            binding_ids.append(crypto.sha256(cur))
+            cur = mac(cur, packed)
+            tails.append(cur)
         # The token's own signature is checked before anything about its
         # discharges is said, so a forger learns only "invalid".
-        if self.nonce.proof:
+        if proof:
             cur = crypto.finalize(cur)
         if not crypto.equal(cur, self._tail):
             raise VerificationError("macaroon verify: invalid")
         if not bound_ok:
             raise VerificationError("discharge bound to different parent token")
+        if not pending:
+            return result
+        # A discharge may bind to any of this token's intermediate tails.
+        binding_ids = [crypto.sha256(t) for t in tails]
         for cav, tail_then in pending:
             result.extend(
                 self._verify_3p(

@@ -113,11 +113,11 @@ class Verifier:
             if hit is not None:
                 return hit
         token, discharges = self.split(header)
-        ids = [str(token.nonce.uuid)]
-        if self._revocations is not None:
-            ids.extend(str(d.nonce.uuid) for d in discharges)
-            if any(self._revocations.is_revoked(i) for i in ids):
-                raise VerificationError("token revoked")
+        ids: list[str] = []
+        if self._revocations is not None or cache is not None:
+            ids = [str(t.nonce.uuid) for t in (token, *discharges)]
+        if self._revocations is not None and any(map(self._revocations.is_revoked, ids)):
+            raise VerificationError("token revoked")
         kid = token.nonce.kid or b""
         root_key = self._keyring.key_for(kid)
         if root_key is None:

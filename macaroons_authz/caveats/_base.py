@@ -39,6 +39,9 @@ U64_MAX = 2**64 - 1
 #: Type number of a JSON caveat whose type name is unknown (Go's ``CavUnregistered``).
 UNREGISTERED_TYPE = U64_MAX
 
+#: Values of :attr:`Caveat.verification_role`: what verification does with a caveat.
+ORDINARY, THIRD_PARTY, BINDING = 0, 1, 2
+
 
 class Registry(Protocol):
     """What decoding needs from a :class:`~macaroons_authz.CaveatRegistry`."""
@@ -72,6 +75,9 @@ class Caveat:
     aliases: ClassVar[tuple[str, ...]] = ()
     #: Attestations state facts (identities); only proofs may carry them.
     attestation: ClassVar[bool] = False
+    #: How verification treats the caveat: kept (``ORDINARY``), matched to a
+    #: discharge (``THIRD_PARTY``) or checked against the parent (``BINDING``).
+    verification_role: ClassVar[int] = ORDINARY
 
     def prohibits(self, access: Access) -> UnauthorizedError | None:
         """Return why *access* is not allowed, or ``None`` if it is.

@@ -10,6 +10,8 @@ from .. import _msgpack, crypto
 from ..crypto import KEY_SIZE, check_key
 from ..errors import BadCaveatError, InvalidAccessError, UnauthorizedError
 from ._base import (
+    BINDING,
+    THIRD_PARTY,
     Caveat,
     Registry,
     b64,
@@ -125,6 +127,7 @@ class Caveat3P(_VerificationOnly):
 
     type_number = 11
     name = "3P"
+    verification_role = THIRD_PARTY
 
     @classmethod
     def new(cls, key: bytes, location: str, *caveats: Caveat) -> Caveat3P:
@@ -186,6 +189,7 @@ class BindToParentToken(_VerificationOnly):
 
     type_number = 12
     name = "BindToParentToken"
+    verification_role = BINDING
 
     def to_msgpack(self) -> Any:
         return self.binding_id

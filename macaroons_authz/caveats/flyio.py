@@ -24,7 +24,6 @@ from ..errors import (
 from ._base import (
     Caveat,
     Registry,
-    attrs_fields,
     json_object,
     json_string,
     json_string_list,
@@ -192,7 +191,8 @@ class _ResourceSetCaveat(Caveat):
     @property
     def resources(self) -> ResourceSet[Any] | None:
         """The resource set (``None`` is Go's nil set, which allows nothing)."""
-        value: ResourceSet[Any] | None = getattr(self, attrs_fields(type(self))[0].name)
+        # Each subclass names its one field like its JSON key.
+        value: ResourceSet[Any] | None = getattr(self, self._json_key)
         return value
 
     def prohibits(self, access: Access) -> UnauthorizedError | None:

@@ -134,11 +134,20 @@ def _sorted_entries(
 ) -> tuple[tuple[Any, int], ...]:
     items = entries.items() if isinstance(entries, Mapping) else entries
     merged = dict(items)
-    return tuple(sorted(merged.items(), key=lambda kv: _sort_key(kv[0])))
+    return _sort(merged, all(isinstance(k, int) for k in merged))
 
 
-def _sort_key(key: int | str) -> Any:
-    # Go sorts string keys bytewise.
+def _sort(entries: dict[Any, int], int_keys: bool) -> tuple[tuple[Any, int], ...]:
+    # Go sorts string keys bytewise. Code point order is the same for ASCII,
+    # and for any valid UTF-8; only strings holding escaped invalid bytes
+    # (surrogates) need the slower byte key.
+    if int_keys or "".join(entries).isascii():
+        return tuple(sorted(entries.items()))
+    return tuple(sorted(entries.items(), key=_byte_key))
+
+
+def _byte_key(item: tuple[Any, int]) -> Any:
+    key = item[0]
     return key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
 
 
@@ -214,7 +223,7 @@ class ResourceSet(Generic[K]):
 
     def to_msgpack(self) -> dict[Any, int]:
         """The canonical map (keys sorted)."""
-        return {(str(k) if isinstance(k, Prefix) else k): v for k, v in self.entries}
+        return dict(self.entries)
 
     def to_json(self) -> dict[str, str]:
         """The JSON object: ids as strings, actions as letters (keys sorted as Go does)."""
@@ -229,14 +238,25 @@ class ResourceSet(Generic[K]):
             return None
         if type(value) is not dict:
             raise DecodeError(f"{what} must be a map")
-        entries = []
+        entries: dict[Any, int] = {}
         for k, v in value.items():
             if key_type is int:
                 key: Any = uint(k, f"{what} id")
+            elif type(k) is str and key_type is str:
+                key = k
             else:
                 key = key_type(string(k, f"{what} id"))
-            entries.append((key, _msgpack_action(v, f"{what} actions")))
-        return cls(entries)
+            if type(v) is not int or not 0 <= v <= 0xFFFF:
+                v = _msgpack_action(v, f"{what} actions")
+            entries[key] = v
+        return cls._of_sorted(_sort(entries, key_type is int))
+
+    @classmethod
+    def _of_sorted(cls, entries: tuple[tuple[Any, int], ...]) -> ResourceSet[Any]:
+        # Decoding builds sorted, checked entries itself: skip the converter.
+        rs = object.__new__(cls)
+        object.__setattr__(rs, "entries", entries)
+        return rs
 
     @classmethod
     def from_json(cls, value: Any, key_type: type, what: str) -> ResourceSet[Any] | None:
