@@ -17,6 +17,7 @@ library does not know, which must be re-emitted unchanged.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import msgpack
@@ -29,9 +30,21 @@ MAX_DEPTH = 64
 _UNICODE_ERRORS = "surrogateescape"
 
 
+_local = threading.local()
+
+
+def _packer() -> Any:
+    # msgpack.packb builds a Packer per call, which costs more than packing
+    # a caveat; one Packer per thread is reused instead.
+    packer = msgpack.Packer(use_bin_type=True, unicode_errors=_UNICODE_ERRORS, autoreset=True)
+    _local.pack = packer.pack
+    return packer.pack
+
+
 def pack(obj: Any) -> bytes:
     """Encode *obj* in the canonical profile."""
-    packed: bytes = msgpack.packb(obj, use_bin_type=True, unicode_errors=_UNICODE_ERRORS)
+    packer = getattr(_local, "pack", None) or _packer()
+    packed: bytes = packer(obj)
     return packed
 
 

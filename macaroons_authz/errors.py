@@ -95,6 +95,8 @@ class UnauthorizedError(MacaroonError):
 
     def contains(self, cls: type[BaseException]) -> bool:
         """Whether this error, or any error it combines, is an instance of *cls*."""
+        if not self.causes:
+            return isinstance(self, cls)
         return any(isinstance(e, cls) for e in self.leaves()) or isinstance(self, cls)
 
     def leaves(self) -> Iterator[UnauthorizedError]:

@@ -238,6 +238,14 @@ class ResourceSet(Generic[K]):
             return None
         if type(value) is not dict:
             raise DecodeError(f"{what} must be a map")
+        want = int if key_type is int else str
+        if all(
+            type(k) is want and type(v) is int and 0 <= v <= 0xFFFF for k, v in value.items()
+        ) and (want is str or all(k >= 0 for k in value)):
+            # The common case: keys and actions already of the right types.
+            if key_type is Prefix:
+                value = {Prefix(k): v for k, v in value.items()}
+            return cls._of_sorted(_sort(value, want is int))
         entries: dict[Any, int] = {}
         for k, v in value.items():
             if key_type is int:
