@@ -29,6 +29,7 @@ from .caveats.resset import Action
 from .errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
 from .header import MACAROON_LABELS, OAUTH_LABEL, decode_token, split_header, to_header
 from .keyring import MemoryKeyring
+from .leaks import scan_paths
 from .macaroon import Macaroon
 from .tokens import org_token, restrict
 from .verifier import FLY_PERMISSION_LOCATION, Verifier
@@ -399,6 +400,43 @@ def _cmd_keys_new(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     return 0
 
 
+# -- scan --------------------------------------------------------------------------------
+
+
+def _cmd_scan(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
+    errors: list[str] = []
+
+    def on_error(exc: OSError) -> None:
+        errors.append(f"{exc.filename}: {exc.strerror}")
+
+    for path in args.paths:
+        if not os.path.exists(path):
+            raise UsageError(f"{path}: no such file or directory")
+    findings = list(scan_paths(args.paths, on_error=on_error))
+    real = [f for f in findings if f.kind == "token"]
+    if args.json:
+        doc = {"findings": [f.to_dict() for f in findings], "errors": errors}
+        out.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        for f in findings:
+            out.write(f"{f.path}:{f.line}:{f.column}  {f.kind} {f.label} ({f.context})\n")
+            tid = f.token_id
+            if tid.kid and tid.rnd:
+                out.write(f"    token id {tid.uuid}  fingerprint {tid.fingerprint}\n")
+            elif tid.fingerprint:
+                out.write(f"    fingerprint {tid.fingerprint}\n")
+        out.write(
+            f"{len(real)} token(s), "
+            f"{sum(f.kind == 'malformed' for f in findings)} malformed, "
+            f"{sum(f.kind == 'opaque' for f in findings)} opaque (fo1_) found\n"
+        )
+    for err in errors:
+        sys.stderr.write(f"error: {err}\n")
+    if errors:
+        return 2
+    return 1 if real else 0
+
+
 # -- demo ----------------------------------------------------------------------------
 
 
@@ -583,6 +621,15 @@ def _parser() -> _Parser:
     )
     new.add_argument("file", metavar="FILE")
     new.set_defaults(handler=_cmd_keys_new)
+
+    sub = command(
+        "scan",
+        "find leaked tokens in files and directories (never prints them)",
+        "python -m macaroons_authz scan src/ logs/ --json",
+        _cmd_scan,
+    )
+    sub.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan")
+    sub.add_argument("--json", action="store_true", help="print one JSON document")
 
     command(
         "demo",

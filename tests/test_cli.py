@@ -332,3 +332,46 @@ def test_subprocess_inspect_verify_and_exit_codes(header: str, key_file: str) ->
     done = cli("demo")
     assert done.returncode == 0
     assert done.stderr == ""
+
+
+# -- scan ----------------------------------------------------------------------------------
+
+
+def test_scan_reports_tokens_without_printing_them(
+    tmp_path: Path, header: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "settings.py").write_text(f'TOKEN = "{header}"\n')
+    (tmp_path / "README.md").write_text("Use `FlyV1 fm2_<token>` in the header.\n")
+    code, out, err = run(["scan", str(tmp_path)], capsys)
+    assert code == 1
+    assert err == ""
+    assert f"{tmp_path}/src/settings.py:1:16  token fm2_ (header)" in out
+    m = Macaroon.decode(parse_header(header)[0])
+    assert f"token id {m.nonce.uuid}" in out
+    assert "1 token(s), 0 malformed" in out
+    assert tail_b64(header) not in out
+    code, out, _ = run(["scan", str(tmp_path), "--json"], capsys)
+    assert code == 1
+    doc = json.loads(out)
+    assert [(f["line"], f["column"], f["kind"]) for f in doc["findings"]] == [(1, 16, "token")]
+    assert tail_b64(header) not in out
+
+
+def test_scan_exit_codes_for_clean_trees_and_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "clean.txt").write_text("nothing to see\n")
+    code, out, _ = run(["scan", str(tmp_path)], capsys)
+    assert (code, out) == (0, "0 token(s), 0 malformed, 0 opaque (fo1_) found\n")
+    code, _, err = run(["scan", str(tmp_path / "missing")], capsys)
+    assert code == 2
+    assert err.startswith("error: ")
+
+
+def test_subprocess_scan(tmp_path: Path, header: str) -> None:
+    (tmp_path / "leak.log").write_text(f"curl -H 'Authorization: {header}'\n")
+    done = cli("scan", str(tmp_path))
+    assert done.returncode == 1
+    assert "token fm2_ (header)" in done.stdout
+    assert tail_b64(header) not in done.stdout
