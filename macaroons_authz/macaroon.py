@@ -24,6 +24,7 @@ from .caveats._base import (
     blob,
     decode_set_bytes,
     decode_set_value,
+    decode_token_caveats,
     go_json,
     pack_set,
     string,
@@ -274,16 +275,19 @@ class Macaroon:
             raise DecodeError("token must be an array of 4 fields")
         nonce = Nonce.from_msgpack(obj[0])
         location = string(obj[1], "location")
+        packs: list[bytes] | None
         try:
-            caveats = decode_set_value(obj[2], reg)
+            caveats, packs = decode_token_caveats(obj[2], reg, getattr(reg, "memo", None))
         except NeedsRawBytes:
             spans, _ = _msgpack.array_items(data)
             start, end = spans[2]
-            caveats = decode_set_bytes(data[start:end], reg)[0]
+            caveats, packs = decode_set_bytes(data[start:end], reg)[0], None
         tail = blob(obj[3], "tail")
         if tail is None or len(tail) != 32:
             raise DecodeError("tail must be 32 bytes")
-        return cls(nonce, location, caveats, tail, finalized=nonce.proof)
+        token = cls(nonce, location, caveats, tail, finalized=nonce.proof)
+        token._packed = packs
+        return token
 
     # -- verification ------------------------------------------------------
 

@@ -199,12 +199,7 @@ def _type_number(value: object) -> int:
     return value
 
 
-def decode_set_value(items: Any, registry: Registry, depth: int = 0) -> list[Caveat]:
-    """Caveats from a decoded caveat-set value (the fast path).
-
-    Raises:
-        NeedsRawBytes: the set holds an unregistered caveat.
-    """
+def _check_set(items: Any, depth: int) -> int:
     if depth > MAX_NESTING:
         raise DecodeError("caveats nested too deeply")
     if type(items) is not list:
@@ -214,6 +209,16 @@ def decode_set_value(items: Any, registry: Registry, depth: int = 0) -> list[Cav
         raise DecodeError("bad caveat container")
     if n > 2 * MAX_CAVEATS:
         raise DecodeError(f"more than {MAX_CAVEATS} caveats")
+    return n
+
+
+def decode_set_value(items: Any, registry: Registry, depth: int = 0) -> list[Caveat]:
+    """Caveats from a decoded caveat-set value (the fast path).
+
+    Raises:
+        NeedsRawBytes: the set holds an unregistered caveat.
+    """
+    n = _check_set(items, depth)
     lookup = registry.lookup
     out = []
     for i in range(0, n, 2):
@@ -222,6 +227,54 @@ def decode_set_value(items: Any, registry: Registry, depth: int = 0) -> list[Cav
             raise NeedsRawBytes
         out.append(cls.from_msgpack(items[i + 1], registry, depth))
     return out
+
+
+#: Bodies whose re-encoding is longer than this are not memoized.
+MEMO_MAX_KEY = 512
+
+
+def decode_token_caveats(
+    items: Any, registry: Registry, memo: dict[bytes, tuple[Caveat, bytes]] | None
+) -> tuple[list[Caveat], list[bytes] | None]:
+    """A token's caveats and, with a *memo*, their canonical MAC inputs.
+
+    The memo maps the plain re-encoding of a decoded ``[type, body]`` pair
+    to the caveat it decodes to and that caveat's canonical encoding.
+    Decoding depends only on the decoded value, so equal keys always give
+    equal results, whatever bytes were on the wire; caveats recur across
+    the tokens a service sees, and a hit skips both building the caveat and
+    encoding it.
+
+    Raises:
+        NeedsRawBytes: the set holds an unregistered caveat.
+    """
+    if memo is None:
+        return decode_set_value(items, registry), None
+    n = _check_set(items, 0)
+    lookup = registry.lookup
+    pack = _msgpack.pack
+    caveats: list[Caveat] = []
+    packs: list[bytes] = []
+    for i in range(0, n, 2):
+        key = pack(items[i : i + 2])
+        hit = memo.get(key)
+        if hit is None:
+            cls = lookup(_type_number(items[i]))
+            if cls is None:
+                raise NeedsRawBytes
+            caveat = cls.from_msgpack(items[i + 1], registry, 0)
+            hit = (caveat, caveat.packed())
+            if len(key) <= MEMO_MAX_KEY:
+                if len(memo) >= MEMO_ENTRIES:
+                    memo.clear()
+                memo[key] = hit
+        caveats.append(hit[0])
+        packs.append(hit[1])
+    return caveats, packs
+
+
+#: How many decoded caveats a registry remembers (see :func:`decode_token_caveats`).
+MEMO_ENTRIES = 4096
 
 
 def decode_set_bytes(data: bytes, registry: Registry, depth: int = 0) -> tuple[list[Caveat], int]:

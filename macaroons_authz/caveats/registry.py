@@ -103,13 +103,15 @@ _BUILTINS: tuple[type[Caveat], ...] = (
 class CaveatRegistry:
     """Maps caveat type numbers and JSON names (and aliases) to classes."""
 
-    __slots__ = ("_by_name", "_by_number", "_frozen")
+    __slots__ = ("_by_name", "_by_number", "_frozen", "memo")
 
     def __init__(self, caveats: tuple[type[Caveat], ...] = ()) -> None:
         """A registry holding *caveats* (none by default; see :meth:`copy`)."""
         self._by_number: dict[int, type[Caveat]] = {}
         self._by_name: dict[str, type[Caveat]] = {}
         self._frozen = False
+        #: Decoded caveats by their plain encoding (see ``decode_token_caveats``).
+        self.memo: dict[bytes, tuple[Caveat, bytes]] = {}
         for cls in caveats:
             self._add(cls)
 
@@ -157,6 +159,8 @@ class CaveatRegistry:
                 f"to {CAV_MAX_USER_DEFINED}"
             )
         self._add(cls)
+        # What decoded as unregistered before may decode differently now.
+        self.memo.clear()
         return cls
 
     def _add(self, cls: type[Caveat]) -> None:
