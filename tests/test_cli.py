@@ -375,3 +375,31 @@ def test_subprocess_scan(tmp_path: Path, header: str) -> None:
     assert done.returncode == 1
     assert "token fm2_ (header)" in done.stdout
     assert tail_b64(header) not in done.stdout
+
+
+def test_broken_pipe_is_not_an_error(header: str) -> None:
+    # `inspect --json | head -1`: the reader leaves after one line.
+    done = subprocess.run(
+        f"{sys.executable} -m macaroons_authz inspect --json - | head -n 1",
+        input=",".join([header.removeprefix("FlyV1 ")] * 200),
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.stdout == "{\n"
+    assert done.stderr == ""
+
+
+def test_ctrl_c_exits_130_quietly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import macaroons_authz.cli as cli_module
+
+    def interrupted(*_: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module, "_cmd_demo", interrupted)
+    assert main(["demo"]) == 130
+    assert capsys.readouterr().err == ""
