@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from . import _msgpack
+from .caveats._base import blob
 from .errors import DecodeError
 
 __all__ = ["Nonce"]
@@ -23,15 +24,6 @@ def _uuid5(namespace: uuid.UUID, name: bytes) -> uuid.UUID:
     # uuid.uuid5 takes only str names before Python 3.12; the format hashes raw bytes.
     digest = hashlib.sha1(namespace.bytes + name, usedforsecurity=False).digest()
     return uuid.UUID(bytes=digest[:16], version=5)
-
-
-def _as_bytes(value: object, what: str) -> bytes | None:
-    # Go decodes str and bin alike into a byte slice, and nil into a nil slice.
-    if value is None or type(value) is bytes:
-        return value
-    if type(value) is str:
-        return value.encode("utf-8", "surrogateescape")
-    raise DecodeError(f"nonce {what} must be bytes")
 
 
 @attrs.frozen
@@ -71,9 +63,9 @@ class Nonce:
             proof = obj[2]
             if type(proof) is not bool:
                 raise DecodeError("nonce proof flag must be a bool")
-            return cls(_as_bytes(obj[0], "kid"), _as_bytes(obj[1], "rnd"), proof)
+            return cls(blob(obj[0], "nonce kid"), blob(obj[1], "nonce rnd"), proof)
         if len(obj) == 2:
-            return cls(_as_bytes(obj[0], "kid"), _as_bytes(obj[1], "rnd"), legacy=True)
+            return cls(blob(obj[0], "nonce kid"), blob(obj[1], "nonce rnd"), legacy=True)
         raise DecodeError(f"unknown nonce format: {len(obj)} fields")
 
     @classmethod
