@@ -178,6 +178,9 @@ class Organization(Caveat):
         return cls(json_uint(obj.get("id"), "org id"), _json_action(obj.get("mask"), "org mask"))
 
 
+_EMPTY: ResourceSet[Any] = ResourceSet(())
+
+
 class _ResourceSetCaveat(Caveat):
     """A caveat whose body is one resource set (``[RS]``)."""
 
@@ -197,16 +200,18 @@ class _ResourceSetCaveat(Caveat):
 
     def prohibits(self, access: Access) -> UnauthorizedError | None:
         """The access's resource must be in the set with its action allowed (spec 9.2)."""
-        resource = _attr(access, self._access_attr, self)
-        if isinstance(resource, UnauthorizedError):
-            return resource
+        resource = getattr(access, self._access_attr, _MISSING)
+        if resource is _MISSING:
+            missing: UnauthorizedError = _attr(access, self._access_attr, self)
+            return missing
         action = access_action(access, self)
         if isinstance(action, UnauthorizedError):
             return action
-        rs = self.resources
+        rs = getattr(self, self._json_key)
         if rs is None:
-            rs = ResourceSet(())
-        return rs.prohibits(resource, action, self._kind, self)
+            rs = _EMPTY
+        result: UnauthorizedError | None = rs.prohibits(resource, action, self._kind, self)
+        return result
 
     def to_msgpack(self) -> Any:
         rs = self.resources

@@ -185,9 +185,11 @@ class ResourceSet(Generic[K]):
         self, resource: K | None, action: int, kind: str, caveat: Caveat | None = None
     ) -> UnauthorizedError | None:
         """Why *action* on *resource* is not allowed, or ``None`` if it is (spec 9.2)."""
-        # The zero id (0 or "") is the wildcard.
-        has_zero = any(not k for k, _ in self.entries)
-        if has_zero and len(self.entries) > 1:
+        # The zero id (0 or "") is the wildcard; entries are sorted, so it
+        # can only be the first.
+        entries = self.entries
+        has_zero = bool(entries) and not entries[0][0]
+        if has_zero and len(entries) > 1:
             return BadCaveatError(
                 "unauthorized: bad caveat: cannot specify zero ID along with other IDs",
                 caveat=caveat,
