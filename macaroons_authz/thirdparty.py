@@ -13,8 +13,11 @@ poll URL (201 ``{"poll_url": ...}``), a user-interactive flow (201
 ``{"user_interactive": {"poll_url": ..., "user_url": ...}}``) or an error
 (``{"error": ...}``). A deferred flow is finished later with
 :meth:`DischargeService.complete`; its poll URL then answers 200 once and is
-gone (404). Poll and user secrets are 16 random bytes in hex, kept only as
-BLAKE2b-256 digests, and expire.
+gone (404). Poll and user secrets are 16 random bytes in hex and expire.
+Flows are looked up by the BLAKE2b-256 digests of their secrets; the poll
+secret is kept only as its digest, while the user secret (and the user URL
+holding it) stays in memory with the pending flow, for the application to
+show the user.
 
 :class:`DischargeClient` fetches the discharges a bundle lacks from the third
 parties it trusts, following the poll and user-interactive flows.

@@ -126,9 +126,10 @@ def deploy_token(
 ) -> Macaroon:
     """A token to deploy app *app_id*.
 
-    It allows every action on the app and its Machines, on the remote
-    builder and WireGuard features, and only reads elsewhere in the
-    organization.
+    It allows every action on the app and its Machines and on the remote
+    builder and WireGuard features. An access naming another app or another
+    organization feature is denied; one naming neither (the organization
+    itself) may only read.
     """
     token = mint(key, kid=kid, location=location)
     token.add(
