@@ -25,3 +25,45 @@ intersphinx_mapping: dict[str, tuple[str, None]] = {}
 html_theme = "alabaster"
 exclude_patterns = ["_build"]
 doctest_global_setup = "from macaroons_authz import *  # noqa: F403"
+
+
+# Constants are documented by ``#:`` comments where they are defined, but
+# autodoc looks for them in ``macaroons_authz/__init__.py``, which only
+# re-exports them, and then shows the docstring of ``int`` or ``tuple``
+# instead. Use the comment from the defining module, or nothing.
+def _constant_docs() -> dict[str, list[str]]:
+    import pkgutil
+
+    from sphinx.pycode import ModuleAnalyzer
+
+    docs: dict[str, list[str]] = {}
+    names = ["macaroons_authz"]
+    found_modules = pkgutil.walk_packages(macaroons_authz.__path__, "macaroons_authz.")
+    # Analysing a module imports it: not __main__, which would run the CLI.
+    names += [m.name for m in found_modules if not m.name.endswith(".__main__")]
+    for module in names:
+        try:
+            found = ModuleAnalyzer.for_module(module).find_attr_docs()
+        except Exception:  # noqa: S112 - a module without source has no comments
+            continue
+        for (namespace, attr), lines in found.items():
+            if not namespace:
+                docs.setdefault(attr, list(lines))
+    return docs
+
+
+_CONSTANT_DOCS = _constant_docs()
+
+
+def _constant_docstring(app, what, name, obj, options, lines):
+    if what != "data" or not name.startswith("macaroons_authz."):
+        return
+    own = _CONSTANT_DOCS.get(name.rsplit(".", 1)[1])
+    if own is not None:
+        lines[:] = own
+    elif type(obj).__doc__ and getattr(obj, "__doc__", None) == type(obj).__doc__:
+        lines[:] = []
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _constant_docstring)

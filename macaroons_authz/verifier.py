@@ -105,6 +105,7 @@ class Verifier:
                 discharge, or a revoked token.
         """
         cache = self.cache
+        stamp: int | None = None
         if cache is not None:
             if self._revocations is not None:
                 cache.follow(self._revocations)
@@ -112,6 +113,7 @@ class Verifier:
             hit = cache.get(key)
             if hit is not None:
                 return hit
+            stamp = cache.stamp()
         token, discharges = self.split(header)
         ids: list[str] = []
         if self._revocations is not None or cache is not None:
@@ -124,7 +126,7 @@ class Verifier:
             raise VerificationError(f"unknown KID {kid.hex()}")
         caveats = token.verify(root_key, discharges, self._trusted_3ps)
         if cache is not None:
-            cache.put(key, caveats, ids)
+            cache.put(key, caveats, ids, stamp=stamp)
         return caveats
 
     def authorize(self, header: str, access: Access) -> CaveatSet:
@@ -162,6 +164,13 @@ class VerificationCache:
     validation of the access, and so expiry, always runs. Failures are never
     cached.
 
+    A push invalidator (such as
+    :class:`~macaroons_authz.postgres.PostgresInvalidator`) can put the cache
+    on a *lease*: :meth:`hold` makes it fail closed (no hits, nothing stored)
+    until :meth:`renew` is called, and each renewal lasts a bounded time, so
+    an invalidator that stops hearing from its database stops the cache from
+    serving entries it can no longer vouch for.
+
     Args:
         max_entries: how many verifications to keep.
         max_age: seconds an entry lives.
@@ -188,6 +197,11 @@ class VerificationCache:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._cursor = 0
         self._polled_at: float | None = None
+        # Bumped whenever entries are dropped: a verification that began
+        # before a drop must not store its result after it (see put).
+        self._epoch = 0
+        # None: no lease needed. Otherwise hits are served until this time.
+        self._lease_until: float | None = None
         self.hits = 0
         self.misses = 0
 
@@ -206,8 +220,12 @@ class VerificationCache:
         return ",".join(sorted(split_header(header)))
 
     def get(self, key: str) -> CaveatSet | None:
-        """The cached caveats for *key*, or ``None`` if absent or expired."""
+        """The cached caveats for *key*, or ``None`` if absent, expired or held."""
         with self._lock:
+            if self._lapsed():
+                self._clear()
+                self.misses += 1
+                return None
             entry = self._entries.get(key)
             if entry is None or self._clock() - entry.stored_at > self.max_age:
                 if entry is not None:
@@ -218,9 +236,23 @@ class VerificationCache:
             self.hits += 1
             return entry.caveats
 
-    def put(self, key: str, caveats: CaveatSet, token_ids: Sequence[str]) -> None:
-        """Remember a successful verification."""
+    def stamp(self) -> int:
+        """A mark to take before checking revocations, for :meth:`put`."""
+        return self._epoch
+
+    def put(
+        self, key: str, caveats: CaveatSet, token_ids: Sequence[str], *, stamp: int | None = None
+    ) -> None:
+        """Remember a successful verification.
+
+        Nothing is stored while the cache is held, nor if *stamp* (from
+        :meth:`stamp`, taken before the revocation checks) shows that entries
+        were dropped since: the revocation that dropped them may have been
+        committed after this verification looked.
+        """
         with self._lock:
+            if self._lapsed() or (stamp is not None and stamp != self._epoch):
+                return
             self._entries[key] = _Entry(caveats, tuple(token_ids), self._clock())
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
@@ -241,9 +273,10 @@ class VerificationCache:
         self.drop({r.token_id for r in revoked}, cursor)
 
     def drop(self, token_ids: set[str], cursor: int | None = None) -> None:
-        """Forget every entry holding one of *token_ids*."""
+        """Forget every entry holding one of *token_ids*; advance the feed cursor to *cursor*."""
         with self._lock:
             if token_ids:
+                self._epoch += 1
                 stale = [k for k, e in self._entries.items() if token_ids.intersection(e.token_ids)]
                 for k in stale:
                     del self._entries[k]
@@ -253,4 +286,39 @@ class VerificationCache:
     def purge(self) -> None:
         """Forget every entry."""
         with self._lock:
-            self._entries.clear()
+            self._clear()
+
+    def hold(self) -> None:
+        """Fail closed: forget every entry, and serve and store none until :meth:`renew`."""
+        with self._lock:
+            self._clear()
+            self._lease_until = float("-inf")
+
+    def renew(self, seconds: float) -> None:
+        """Serve entries for *seconds* more; called by an invalidator that has caught up.
+
+        If the previous lease had already lapsed, every entry is forgotten
+        first: what happened while nobody was listening is unknown.
+        """
+        with self._lock:
+            if self._lapsed():
+                self._clear()
+            self._lease_until = self._clock() + seconds
+
+    def release(self) -> None:
+        """Stop requiring a lease (the default): serve entries until they expire."""
+        with self._lock:
+            self._lease_until = None
+
+    @property
+    def held(self) -> bool:
+        """Whether the cache is refusing hits because its lease lapsed."""
+        with self._lock:
+            return self._lapsed()
+
+    def _lapsed(self) -> bool:
+        return self._lease_until is not None and self._clock() > self._lease_until
+
+    def _clear(self) -> None:
+        self._entries.clear()
+        self._epoch += 1

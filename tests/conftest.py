@@ -59,3 +59,101 @@ def counter_random(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[int], 
         return rng
 
     return install
+
+
+# -- PostgreSQL -------------------------------------------------------------------
+#
+# The PostgreSQL tests run against the server named by MACAROONS_AUTHZ_TEST_PG
+# (.ci/run starts a throw-away one). Without it they skip, saying why; under
+# CI=true they fail instead, so a broken set-up cannot pass silently.
+
+PG_ENV = "MACAROONS_AUTHZ_TEST_PG"
+
+
+def _pg_unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; under CI the PostgreSQL tests must run (.ci/run starts a server)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """A reachable PostgreSQL server's URL, or a skip (a failure under CI) saying why not."""
+    url = os.environ.get(PG_ENV, "")
+    try:
+        import psycopg
+    except ImportError:
+        _pg_unavailable("psycopg is not installed: pip install '.[postgres]'")
+    if not url:
+        _pg_unavailable(
+            f"no PostgreSQL server to test against: set {PG_ENV}="
+            "postgresql://USER:PASSWORD@127.0.0.1:PORT/DB (.ci/run starts one)"
+        )
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _pg_unavailable(f"the PostgreSQL server in {PG_ENV} is unreachable: {first}")
+    return url
+
+
+class PgDatabase:
+    """One throw-away PostgreSQL schema, and the stores opened on it (closed at the end)."""
+
+    def __init__(self, url: str, schema: str) -> None:
+        self.url = url
+        self.schema = schema
+        self.kek = bytes(range(100, 132))
+        self._closers: list[Callable[[], None]] = []
+
+    def keyring(self, *, migrate: bool = True, **kw: Any) -> Any:
+        from macaroons_authz.postgres import PostgresKeyring
+
+        kw.setdefault("kek", self.kek)
+        kw.setdefault("schema", self.schema)
+        kw.setdefault("timeout", 5.0)
+        ring = PostgresKeyring(kw.pop("url", self.url), **kw)
+        self._closers.append(ring.close)
+        if migrate:
+            ring.migrate()
+        return ring
+
+    def revocations(self, *, migrate: bool = True, **kw: Any) -> Any:
+        from macaroons_authz.postgres import PostgresRevocationStore
+
+        kw.setdefault("schema", self.schema)
+        kw.setdefault("timeout", 5.0)
+        store = PostgresRevocationStore(kw.pop("url", self.url), **kw)
+        self._closers.append(store.close)
+        if migrate:
+            store.migrate()
+        return store
+
+    def later(self, fn: Callable[[], None]) -> None:
+        """Run *fn* at teardown, before the stores close."""
+        self._closers.insert(0, fn)
+
+    def execute(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement on a connection of its own; its rows (if any)."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cur = conn.execute(query, params)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description else []
+
+    def close(self) -> None:
+        for close in self._closers:
+            close()
+        self.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator[PgDatabase]:
+    """A fresh PostgreSQL schema for one test, dropped afterwards."""
+    import uuid
+
+    db = PgDatabase(pg_url, f"t_{uuid.uuid4().hex[:12]}")
+    try:
+        yield db
+    finally:
+        db.close()

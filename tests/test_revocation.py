@@ -1,8 +1,10 @@
-"""Revocation stores, the SQLite keyring, and the verifier's revocation checks and cache."""
+"""SQLite specifics, and the verifier's revocation checks and cache.
+
+The behaviour every store shares is tested in test_store_contract.py.
+"""
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import stat
@@ -10,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -20,7 +21,6 @@ from macaroons_authz import (
     Action,
     ConfineOrganization,
     FlyAccess,
-    KeyringError,
     MemoryKeyring,
     MemoryRevocationStore,
     RevocationStore,
@@ -28,7 +28,6 @@ from macaroons_authz import (
     SQLiteRevocationStore,
     StoreError,
     UnauthorizedError,
-    UnknownKeyError,
     VerificationCache,
     VerificationError,
     Verifier,
@@ -67,27 +66,6 @@ def read_access(**kw: object) -> FlyAccess:
 
 
 # -- stores ------------------------------------------------------------------
-
-
-def test_store_revokes_idempotently_and_feeds_each_revocation_once(store: RevocationStore) -> None:
-    assert store.revoked_since(0) == ([], 0)
-    assert store.revoke("a", reason="leaked", at=5.0) is True
-    assert store.revoke("a", reason="again") is False
-    assert store.revoke("b", at=6.0) is True
-    assert store.is_revoked("a")
-    assert not store.is_revoked("c")
-    entries, cursor = store.revoked_since(0)
-    assert [(e.token_id, e.reason, e.revoked_at) for e in entries] == [
-        ("a", "leaked", 5.0),
-        ("b", "", 6.0),
-    ]
-    assert store.revoked_since(cursor) == ([], cursor)
-    store.revoke("c", at=7.0)
-    more, later = store.revoked_since(cursor)
-    assert [e.token_id for e in more] == ["c"]
-    assert later > cursor
-    with pytest.raises(TypeError):
-        store.revoke("")
 
 
 def test_token_id_is_shared_by_attenuations() -> None:
@@ -173,33 +151,6 @@ def test_killing_a_writer_mid_revocation_leaves_a_sound_store(tmp_path: Path) ->
     # Every recorded revocation is whole, and they form an unbroken sequence.
     assert [e.token_id for e in entries] == [f"tok-{i}" for i in range(len(entries))]
     assert all(e.reason == "r" * 200 for e in entries)
-
-
-# -- SQLite keyring -------------------------------------------------------------
-
-
-def test_sqlite_keyring_rotation_retirement_and_sharing(tmp_path: Path) -> None:
-    ring = SQLiteKeyring(tmp_path / "keys.db")
-    with pytest.raises(KeyringError, match="no key"):
-        ring.current()
-    first = ring.generate()
-    second = ring.generate()
-    assert ring.current().kid == second
-    ring.retire(second)
-    assert ring.current().kid == first
-    assert ring.key_for(second) is not None
-    with pytest.raises(UnknownKeyError):
-        ring.retire(b"nope")
-    with pytest.raises(KeyringError, match="already used"):
-        ring.add(bytes(32), kid=first)
-    other_view = SQLiteKeyring(tmp_path / "keys.db")
-    assert [k.kid for k in other_view.kids()] == [first, second]
-    assert [k.retired for k in other_view.kids()] == [False, True]
-    ring.remove(first)
-    assert other_view.key_for(first) is None
-    assert len(other_view) == 1
-    key = other_view.kids()[0].key
-    assert key.hex() not in repr(ring) + repr(other_view.kids())
 
 
 # -- the verifier -------------------------------------------------------------------
@@ -319,26 +270,50 @@ def test_store_errors_are_typed(tmp_path: Path) -> None:
         SQLiteRevocationStore(tmp_path / "missing-dir" / "r.db")
 
 
-def run_in_threads(fn: Callable[[], None], n: int = 4) -> None:
-    import threading
+def test_a_held_cache_fails_closed_until_renewed() -> None:
+    verifier, ring, clock, cache = make_cached()
+    header = to_header(org_token(ring.current(), ORG))
+    verifier.verify(header)
+    cache.hold()
+    assert cache.held and len(cache) == 0
+    verifier.verify(header)
+    verifier.verify(header)
+    assert (cache.hits, len(cache)) == (0, 0)  # nothing served, nothing stored
+    cache.renew(5)
+    verifier.verify(header)
+    verifier.verify(header)
+    assert (cache.hits, len(cache)) == (1, 1)
+    clock.now += 4
+    verifier.verify(header)
+    assert cache.hits == 2
+    clock.now += 2  # the lease lapsed: the entries go, and no hit is served
+    verifier.verify(header)
+    assert cache.held and cache.hits == 2 and len(cache) == 0
+    cache.release()
+    verifier.verify(header)
+    verifier.verify(header)
+    assert not cache.held and cache.hits == 3
 
-    threads = [threading.Thread(target=fn) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+
+def test_renewing_a_lapsed_lease_forgets_what_was_cached() -> None:
+    _, ring, clock, cache = make_cached()
+    cache.renew(1)
+    cache.put("k", ring, ["t"])  # type: ignore[arg-type]
+    clock.now += 2
+    cache.renew(1)
+    assert len(cache) == 0
 
 
-def test_sqlite_store_is_safe_across_threads(tmp_path: Path) -> None:
-    store = SQLiteRevocationStore(tmp_path / "threads.db")
-    counter = iter(range(10_000))
-
-    def work() -> None:
-        for _ in range(20):
-            store.revoke(f"t-{next(counter)}")
-
-    run_in_threads(work)
-    entries, _ = store.revoked_since(0)
-    assert len(entries) == 80
-    assert len({e.token_id for e in entries}) == 80
-    assert os.path.exists(tmp_path / "threads.db")
+def test_a_verification_overtaken_by_a_drop_is_not_cached() -> None:
+    _, ring, _, cache = make_cached()
+    caveats = ring  # any object: the cache stores it as is
+    stamp = cache.stamp()
+    cache.drop({"revoked-meanwhile"})
+    cache.put("k", caveats, ["t"], stamp=stamp)  # type: ignore[arg-type]
+    assert len(cache) == 0
+    cache.put("k", caveats, ["t"], stamp=cache.stamp())  # type: ignore[arg-type]
+    assert len(cache) == 1
+    stamp = cache.stamp()
+    cache.drop(set(), cursor=5)  # advancing the cursor alone drops nothing
+    cache.put("j", caveats, ["u"], stamp=stamp)  # type: ignore[arg-type]
+    assert len(cache) == 2
