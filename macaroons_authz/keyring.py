@@ -37,6 +37,20 @@ class UnknownKeyError(KeyringError, LookupError):
     """The keyring holds no key with this KID."""
 
 
+#: The shortest root key a keyring accepts. HMAC pads shorter keys with
+#: zeros, so ``key`` and ``key + b"\x00"`` would be the same key.
+MIN_KEY_SIZE = crypto.KEY_SIZE
+
+
+def check_root_key(key: object) -> bytes:
+    """Return *key* if it is bytes of at least :data:`MIN_KEY_SIZE`; raise otherwise."""
+    crypto.check_key(key, "key")
+    assert isinstance(key, bytes)
+    if len(key) < MIN_KEY_SIZE:
+        raise KeyringError(f"root keys must be at least {MIN_KEY_SIZE} bytes, not {len(key)}")
+    return key
+
+
 @attrs.frozen
 class SigningKey:
     """A root key and its KID. The key itself never appears in ``repr``."""
@@ -86,7 +100,7 @@ class MemoryKeyring:
         Raises:
             KeyringError: another key already has this KID.
         """
-        crypto.check_key(key, "key")
+        check_root_key(key)
         kid = crypto.kid_for_key(key) if kid is None else crypto.check_key(kid, "kid")
         with self._lock:
             existing = self._keys.get(kid)
@@ -158,12 +172,29 @@ class SQLiteKeyring:
     """A keyring in a SQLite file, shared by the processes of one machine.
 
     The file is created readable by its owner only (mode 0600), because it
-    holds root keys in clear: protect it as you would a private key. Its
-    methods are those of :class:`MemoryKeyring`.
+    holds root keys in clear: protect it as you would a private key. An
+    existing file that others may read or write is refused. Its methods are
+    those of :class:`MemoryKeyring`.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        """Open (creating and migrating as needed) the keyring at *path*."""
+        """Open (creating and migrating as needed) the keyring at *path*.
+
+        Raises:
+            KeyringError: the file's mode lets group or others at it.
+            StoreError: the file cannot be opened as a keyring.
+        """
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            mode = 0
+        except OSError as exc:
+            raise StoreError(f"cannot open keyring at {path}: {exc.strerror}") from None
+        if mode & 0o077:
+            raise KeyringError(
+                f"{path} is open to group or others (mode {mode & 0o777:o}); "
+                "it holds keys in clear: chmod 600 it"
+            )
         self._db = SQLiteDatabase(path, "keyring", _KEYRING_SCHEMA)
 
     def __repr__(self) -> str:
@@ -184,7 +215,7 @@ class SQLiteKeyring:
         Raises:
             KeyringError: another key already has this KID.
         """
-        crypto.check_key(key, "key")
+        check_root_key(key)
         kid = crypto.kid_for_key(key) if kid is None else crypto.check_key(kid, "kid")
         conn = self._db.connection()
         try:

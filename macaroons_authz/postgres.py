@@ -88,7 +88,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import crypto
 from ._sqlite import StoreError
-from .keyring import KeyringError, SigningKey, UnknownKeyError
+from .keyring import KeyringError, SigningKey, UnknownKeyError, check_root_key
 from .revocation import Revocation, _check_id
 from .verifier import VerificationCache
 
@@ -527,7 +527,7 @@ class PostgresKeyring:
         Raises:
             KeyringError: another key already has this KID.
         """
-        crypto.check_key(key, "key")
+        check_root_key(key)
         kid = crypto.kid_for_key(key) if kid is None else crypto.check_key(kid, "kid")
         kek_id, nonce, sealed = self._sealer.seal(kid, key)
 

@@ -65,6 +65,8 @@ class Verifier:
         self._trusted_3ps = {loc: tuple(keys) for loc, keys in (trusted_3ps or {}).items()}
         self._registry = registry
         self._revocations = revocations
+        if cache is not None:
+            cache.claim(self)
         self.cache = cache
 
     def __repr__(self) -> str:
@@ -204,6 +206,7 @@ class VerificationCache:
         self._lease_until: float | None = None
         self.hits = 0
         self.misses = 0
+        self._owner: object = None
 
     def __repr__(self) -> str:
         return (
@@ -213,6 +216,20 @@ class VerificationCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def claim(self, owner: object) -> None:
+        """Bind the cache to the verifier that fills it.
+
+        An entry is what one verifier's keys, registry and trusted third
+        parties made of a header; another verifier must not be served it.
+
+        Raises:
+            ValueError: the cache already belongs to another verifier.
+        """
+        with self._lock:
+            if self._owner is not None and self._owner is not owner:
+                raise ValueError("this cache already belongs to another verifier")
+            self._owner = owner
 
     @staticmethod
     def key(header: str) -> str:

@@ -159,3 +159,12 @@ def test_verifier_repr_shows_no_key(ring: MemoryKeyring) -> None:
     for secret in (key, tp_key):
         assert secret.hex() not in text
         assert repr(secret) not in text
+
+
+def test_a_cache_belongs_to_one_verifier(ring: MemoryKeyring) -> None:
+    from macaroons_authz import VerificationCache
+
+    cache = VerificationCache()
+    Verifier(ring, cache=cache)
+    with pytest.raises(ValueError, match="another verifier"):
+        Verifier(ring, cache=cache, trusted_3ps={AUTH: [new_encryption_key()]})
