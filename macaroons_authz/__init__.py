@@ -183,7 +183,7 @@ from .thirdparty import (
 from .tokens import app_token, deploy_token, mint, org_token, read_only_token, restrict
 from .verifier import FLY_PERMISSION_LOCATION, VerificationCache, Verifier
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.1.0"
 
 __all__ = [
     "CAV_MAX_USER_DEFINED",
