@@ -70,7 +70,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 try:
     import psycopg
@@ -417,7 +417,43 @@ def _keyring_migrations(db: _Database) -> list[sql.Composed]:
     ]
 
 
-class PostgresKeyring:
+class _Store:
+    """What the PostgreSQL keyring and revocation store share."""
+
+    _db: _Database
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def channel(self) -> str:
+        """The ``NOTIFY`` channel on which this store's changes are announced."""
+        return self._db.channel
+
+    def migrate(self) -> int:
+        """Create or upgrade this store's tables; return the schema version.
+
+        Safe to run from several machines at once (an advisory lock
+        serializes migrations); never run implicitly.
+
+        Raises:
+            SchemaError: the database holds a newer schema.
+        """
+        return self._db.migrate()
+
+    def schema_version(self) -> int:
+        """The schema version in the database (0 before :meth:`migrate`)."""
+        return self._db.version()
+
+    def close(self) -> None:
+        """Close the connection pool (if this store opened it)."""
+        self._db.close()
+
+
+class PostgresKeyring(_Store):
     """A keyring in PostgreSQL, shared by a fleet; keys sealed under a KEK.
 
     Its methods are those of :class:`~macaroons_authz.MemoryKeyring`. Keys
@@ -491,32 +527,6 @@ class PostgresKeyring:
 
     def __len__(self) -> int:
         return self._db.run(lambda c: int(_one(c.execute(self._q_fingerprint))[0]), retry=True)
-
-    def __enter__(self) -> PostgresKeyring:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def channel(self) -> str:
-        """The ``NOTIFY`` channel on which key changes are announced."""
-        return self._db.channel
-
-    def migrate(self) -> int:
-        """Create or upgrade the keyring's tables; return the schema version.
-
-        Safe to run from several machines at once (an advisory lock
-        serializes migrations); never run implicitly.
-
-        Raises:
-            SchemaError: the database holds a newer schema.
-        """
-        return self._db.migrate()
-
-    def schema_version(self) -> int:
-        """The keyring schema version in the database (0 before :meth:`migrate`)."""
-        return self._db.version()
 
     def _notify(self, conn: _Conn, event: str, kid: bytes) -> None:
         conn.execute("SELECT pg_notify(%s, %s)", (self._db.channel, f"key {event} {kid.hex()}"))
@@ -635,10 +645,6 @@ class PostgresKeyring:
 
         return self._db.run(write)
 
-    def close(self) -> None:
-        """Close the connection pool (if this keyring opened it)."""
-        self._db.close()
-
 
 # -- revocations ---------------------------------------------------------------------
 
@@ -690,7 +696,7 @@ def _revocation_migrations(db: _Database) -> list[sql.Composed]:
     ]
 
 
-class PostgresRevocationStore:
+class PostgresRevocationStore(_Store):
     """Revocations in PostgreSQL, shared by a fleet, with a gapless change feed.
 
     Implements :class:`~macaroons_authz.RevocationStore`. :meth:`revoke`
@@ -746,32 +752,6 @@ class PostgresRevocationStore:
     def __repr__(self) -> str:
         return f"<PostgresRevocationStore schema={self._db.schema!r}>"
 
-    def __enter__(self) -> PostgresRevocationStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def channel(self) -> str:
-        """The ``NOTIFY`` channel on which revocations are announced."""
-        return self._db.channel
-
-    def migrate(self) -> int:
-        """Create or upgrade the revocation tables; return the schema version.
-
-        Safe to run from several machines at once (an advisory lock
-        serializes migrations); never run implicitly.
-
-        Raises:
-            SchemaError: the database holds a newer schema.
-        """
-        return self._db.migrate()
-
-    def schema_version(self) -> int:
-        """The revocation schema version in the database (0 before :meth:`migrate`)."""
-        return self._db.version()
-
     def revoke(self, token_id: str, *, reason: str = "", at: float | None = None) -> bool:
         """Revoke *token_id*; ``True`` if it was not revoked before.
 
@@ -817,10 +797,6 @@ class PostgresRevocationStore:
 
     def _read_head(self, conn: _Conn) -> int:
         return int(_one(conn.execute(self._q_head, prepare=True))[0])
-
-    def close(self) -> None:
-        """Close the connection pool (if this store opened it)."""
-        self._db.close()
 
 
 def _one(cur: psycopg.Cursor[TupleRow]) -> TupleRow:
