@@ -143,7 +143,10 @@ class FlyAccess:
             self.app_id is not None
         ) > 1:
             _at_most_one(app=self.app_id, feature=self.feature, storage_object=self.storage_object)
-        if self.machine is not None or self.volume is not None or self.app_feature is not None:
+        app_level = (
+            (self.machine is not None) + (self.volume is not None) + (self.app_feature is not None)
+        )
+        if app_level > 1 or (app_level and self.app_id is None):
             _needs(
                 "app",
                 self.app_id,

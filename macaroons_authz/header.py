@@ -106,7 +106,8 @@ def decode_token(token: str) -> bytes:
     if label not in MACAROON_LABELS:
         raise DecodeError("bad token: invalid token prefix")
     # Go's decoder skips line breaks inside base64; nothing else is tolerated.
-    payload = payload.replace("\r", "").replace("\n", "")
+    if "\n" in payload or "\r" in payload:
+        payload = payload.replace("\r", "").replace("\n", "")
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
