@@ -65,3 +65,14 @@ def assert_denied(
     for cls in causes:
         assert info.value.contains(cls)
     return info.value
+
+
+def unique_caveats(caveats: Sequence[Caveat]) -> list[Caveat]:
+    """The caveats a token keeps when they are added: later copies of an encoding are dropped."""
+    seen: set[bytes] = set()
+    out = []
+    for cav in caveats:
+        if cav.packed() not in seen:
+            seen.add(cav.packed())
+            out.append(cav)
+    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from authz_helpers import validate_outcome
+from authz_helpers import unique_caveats, validate_outcome
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -188,17 +188,6 @@ KID = kid_for_key(KEY)
 LOCATION = "https://api.fly.io/v1"
 
 
-def _unique(caveats: list[Caveat]) -> list[Caveat]:
-    """The caveats a token keeps: later copies of an encoding are dropped."""
-    seen: set[bytes] = set()
-    out = []
-    for cav in caveats:
-        if cav.packed() not in seen:
-            seen.add(cav.packed())
-            out.append(cav)
-    return out
-
-
 @settings(max_examples=120, deadline=None)
 @given(
     base=st.lists(CAVEATS, max_size=4),
@@ -212,16 +201,16 @@ def test_attenuating_a_token_never_allows_more(
     token.add(*base)
     encoded = token.encode()
     verified = Macaroon.decode(encoded).verify(KEY)
-    assert list(verified) == _unique(base)
+    assert list(verified) == unique_caveats(base)
     before = validate_outcome(verified, access)
-    assert before == validate_outcome(_unique(base), access)
+    assert before == validate_outcome(unique_caveats(base), access)
 
     # Anyone may attenuate the encoded token, without the key.
     held = Macaroon.decode(encoded)
     held.add(*extra)
     narrowed = Macaroon.decode(held.encode()).verify(KEY)
-    assert list(narrowed) == _unique([*base, *extra])
+    assert list(narrowed) == unique_caveats([*base, *extra])
     assert CaveatSet(list(narrowed)[: len(verified)]) == verified
     after = validate_outcome(narrowed, access)
     _assert_narrower(before, after)
-    assert after == validate_outcome(_unique([*base, *extra]), access)
+    assert after == validate_outcome(unique_caveats([*base, *extra]), access)

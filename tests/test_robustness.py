@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import msgpack
 import pytest
+from authz_helpers import unique_caveats
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -143,16 +144,6 @@ def _token_safe(c: Caveat) -> bool:
     return not (c.attestation or isinstance(c, Caveat3P | BindToParentToken))
 
 
-def _dedup(caveats: list[Caveat]) -> list[Caveat]:
-    seen: set[bytes] = set()
-    out = []
-    for c in caveats:
-        if c.packed() not in seen:
-            seen.add(c.packed())
-            out.append(c)
-    return out
-
-
 @given(st.lists(any_caveat, max_size=6))
 @FAST
 def test_msgpack_round_trip_of_random_caveat_sets(caveats: list[Caveat]) -> None:
@@ -183,7 +174,7 @@ def test_random_caveats_survive_a_token_and_verify(caveats: list[Caveat]) -> Non
     data = m.encode()
     decoded = Macaroon.decode(data)
     assert decoded.encode() == data
-    assert list(decoded.verify(key)) == _dedup(caveats)
+    assert list(decoded.verify(key)) == unique_caveats(caveats)
     header = to_header(decoded)
     (again,) = parse_header(header)
     assert again == data
@@ -203,7 +194,7 @@ def test_random_caveats_survive_a_discharge_proof(
     extra = [c for c in discharge if not isinstance(c, Caveat3P | BindToParentToken)]
     dm.add(*extra)
     verified = Macaroon.decode(m.encode()).verify(key, [dm.encode()], {TP: [ka]})
-    assert list(verified) == _dedup(parent) + _dedup(extra)
+    assert list(verified) == unique_caveats(parent) + unique_caveats(extra)
 
 
 # -- damaged tokens ------------------------------------------------------------------------
