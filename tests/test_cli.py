@@ -97,7 +97,9 @@ def test_usage_errors_exit_2_with_one_error_line(
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("command", ["inspect", "verify", "attenuate", "mint", "demo"])
+@pytest.mark.parametrize(
+    "command", ["inspect", "verify", "attenuate", "mint", "scan", "keys", "demo"]
+)
 def test_every_command_has_help_with_an_example(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
