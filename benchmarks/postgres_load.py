@@ -145,14 +145,16 @@ def main() -> None:
         )
 
         # -- 1. cache off
-        def uncached(i: int, deadline: float) -> int:
-            verifier = Verifier(ring, revocations=store)
+        def hammer(verifier: Verifier, i: int, deadline: float) -> int:
             done = 0
             while time.monotonic() < deadline:
                 for _ in range(20):
                     verifier.verify(headers[(i * 7919 + done) % n_tokens])
                     done += 1
             return done
+
+        def uncached(i: int, deadline: float) -> int:
+            return hammer(Verifier(ring, revocations=store), i, deadline)
 
         count, elapsed = run_threads(threads, seconds, uncached)
         off = count / elapsed
@@ -170,13 +172,7 @@ def main() -> None:
                 sys.exit(f"an invalidator did not connect: {inv.last_error}")
 
         def cached(i: int, deadline: float) -> int:
-            verifier = verifiers[i]
-            done = 0
-            while time.monotonic() < deadline:
-                for _ in range(20):
-                    verifier.verify(headers[(i * 7919 + done) % n_tokens])
-                    done += 1
-            return done
+            return hammer(verifiers[i], i, deadline)
 
         count, elapsed = run_threads(threads, seconds, cached)
         on = count / elapsed

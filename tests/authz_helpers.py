@@ -7,7 +7,25 @@ from typing import Any
 
 import pytest
 
-from macaroons_authz import Caveat, CaveatSet, FlyAccess, UnauthorizedError
+from macaroons_authz import (
+    Action,
+    Caveat,
+    CaveatSet,
+    FlyAccess,
+    ResourceUnspecifiedError,
+    UnauthorizedError,
+    UnauthorizedForActionError,
+    UnauthorizedForResourceError,
+    UnauthorizedForRoleError,
+)
+
+# Short names for the semantic tables.
+R, W, C, D, X = Action.READ, Action.WRITE, Action.CREATE, Action.DELETE, Action.CONTROL
+ALL, NONE = Action.ALL, Action.NONE
+Unspec = ResourceUnspecifiedError
+ForRes = UnauthorizedForResourceError
+ForAct = UnauthorizedForActionError
+ForRole = UnauthorizedForRoleError
 
 #: A fixed instant for accesses, so no test reads the wall clock by accident.
 T0 = 1_700_000_000.0

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from authz_helpers import T0
+from authz_helpers import T0, Unspec
 
 from macaroons_authz import (
     MEMBER_FEATURES,
@@ -17,12 +17,10 @@ from macaroons_authz import (
     FlyAccess,
     InvalidAccessError,
     ResourcesMutuallyExclusiveError,
-    ResourceUnspecifiedError,
     Role,
     UnauthorizedError,
 )
 
-Unspec = ResourceUnspecifiedError
 Mutex = ResourcesMutuallyExclusiveError
 
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from authz_helpers import T0, assert_denied, fly, leaf_types, validate_outcome
+from authz_helpers import (
+    T0,
+    ForAct,
+    ForRes,
+    R,
+    Unspec,
+    W,
+    assert_denied,
+    fly,
+    leaf_types,
+    validate_outcome,
+)
 
 from macaroons_authz import (
     Action,
@@ -20,18 +31,10 @@ from macaroons_authz import (
     InvalidAccessError,
     Machines,
     Organization,
-    ResourceUnspecifiedError,
     UnauthorizedError,
-    UnauthorizedForActionError,
-    UnauthorizedForResourceError,
     UnregisteredCaveat,
     ValidityWindow,
 )
-
-R, W = Action.READ, Action.WRITE
-ForRes = UnauthorizedForResourceError
-ForAct = UnauthorizedForActionError
-Unspec = ResourceUnspecifiedError
 
 ORG_APP = [Organization(1, R), Apps({2: R | W})]
 

@@ -5,10 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from authz_helpers import T0, assert_denied, assert_prohibits, fly, validate_outcome
+from authz_helpers import (
+    ALL,
+    NONE,
+    T0,
+    C,
+    D,
+    ForAct,
+    ForRes,
+    ForRole,
+    R,
+    Unspec,
+    W,
+    X,
+    assert_denied,
+    assert_prohibits,
+    fly,
+    validate_outcome,
+)
 
 from macaroons_authz import (
-    Action,
     AllowedRoles,
     AppFeatureSet,
     Apps,
@@ -34,24 +50,13 @@ from macaroons_authz import (
     MaxValidity,
     Mutations,
     Organization,
-    ResourceUnspecifiedError,
     Role,
     StorageObjects,
     UnauthorizedError,
-    UnauthorizedForActionError,
-    UnauthorizedForResourceError,
-    UnauthorizedForRoleError,
     ValidityWindow,
     Volumes,
 )
 
-R, W, C, D, X = Action.READ, Action.WRITE, Action.CREATE, Action.DELETE, Action.CONTROL
-ALL, NONE = Action.ALL, Action.NONE
-
-Unspec = ResourceUnspecifiedError
-ForRes = UnauthorizedForResourceError
-ForAct = UnauthorizedForActionError
-ForRole = UnauthorizedForRoleError
 Invalid = InvalidAccessError
 Plain = UnauthorizedError
 

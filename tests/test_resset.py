@@ -6,7 +6,23 @@ import json
 from typing import Any
 
 import pytest
-from authz_helpers import T0, assert_denied, assert_prohibits, fly, validate_outcome
+from authz_helpers import (
+    ALL,
+    NONE,
+    T0,
+    C,
+    D,
+    ForAct,
+    ForRes,
+    R,
+    Unspec,
+    W,
+    X,
+    assert_denied,
+    assert_prohibits,
+    fly,
+    validate_outcome,
+)
 
 from macaroons_authz import (
     Action,
@@ -24,21 +40,11 @@ from macaroons_authz import (
     Organization,
     Prefix,
     ResourceSet,
-    ResourceUnspecifiedError,
     StorageObjects,
     UnauthorizedError,
-    UnauthorizedForActionError,
-    UnauthorizedForResourceError,
     ValidityWindow,
     Volumes,
 )
-
-R, W, C, D, X = Action.READ, Action.WRITE, Action.CREATE, Action.DELETE, Action.CONTROL
-ALL, NONE = Action.ALL, Action.NONE
-
-Unspec = ResourceUnspecifiedError
-ForRes = UnauthorizedForResourceError
-ForAct = UnauthorizedForActionError
 
 # -- Action ------------------------------------------------------------------
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from authz_helpers import T0
+from authz_helpers import ALL, NONE, T0, R, W
 
 import macaroons_authz
 from macaroons_authz import (
-    Action,
     Apps,
     Caveat,
     CaveatSet,
@@ -35,8 +34,6 @@ from macaroons_authz import (
     organization_scope,
     scopes,
 )
-
-R, W, ALL, NONE = Action.READ, Action.WRITE, Action.ALL, Action.NONE
 
 # -- organization_scope ------------------------------------------------------
 
