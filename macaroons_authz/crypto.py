@@ -8,12 +8,10 @@ alone, so tests can replace that one function to reproduce vectors.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from typing import cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -67,25 +65,31 @@ def check_key(key: object, what: str, size: int | None = None) -> bytes:
     return key
 
 
-_hmac_digest: Callable[[bytes, bytes, str], bytes] = hmac.digest
-try:
-    # What hmac.digest calls for a named digest, without its two Python frames.
-    from _hashlib import hmac_digest as _openssl_hmac_digest
+def _stdlib_mac(key: bytes, msg: bytes) -> bytes:
+    return hmac.digest(key, msg, "sha256")
 
-    _hmac_digest = _openssl_hmac_digest
+
+mac: Callable[[bytes, bytes], bytes] = _stdlib_mac
+"""HMAC-SHA256, ``mac(key, msg)``: one step of the chain."""
+
+try:
+    # OpenSSL's HMAC, as hmac.new uses it, without hmac.new's Python frames.
+    # hmac.digest (OpenSSL 3's one-shot EVP_Q_mac) looks the algorithm up
+    # again on every call; this path reuses the looked-up digest, which
+    # makes a chain step about 30% cheaper (see docs/performance.rst).
+    from _hashlib import hmac_new as _openssl_hmac_new
+
+    def _openssl_mac(key: bytes, msg: bytes) -> bytes:
+        return _openssl_hmac_new(key, msg, digestmod="sha256").digest()
+
+    mac = _openssl_mac
 except ImportError:  # pragma: no cover - CPython without OpenSSL
     pass
-
-#: HMAC-SHA256, ``mac(key, msg)``: one step of the chain.
-mac = cast(
-    Callable[[bytes, bytes], bytes],
-    functools.partial(_hmac_digest, digest="sha256"),  # type: ignore[call-arg]
-)
 
 
 def finalize(tail: bytes) -> bytes:
     """The finalized tail of a proof (spec 4.4)."""
-    return hmac.digest(_FINALIZATION_KEY, tail, "sha256")
+    return mac(_FINALIZATION_KEY, tail)
 
 
 def equal(a: bytes, b: bytes) -> bool:

@@ -56,7 +56,7 @@ class Macaroon:
     is never shown by ``repr``.
     """
 
-    __slots__ = ("_caveats", "_finalized", "_packed", "_tail", "location", "nonce")
+    __slots__ = ("_caveats", "_finalized", "_nonce_packed", "_packed", "_tail", "location", "nonce")
 
     nonce: Nonce
     location: str
@@ -72,6 +72,8 @@ class Macaroon:
     ) -> None:
         """Internal: use :meth:`new`, :meth:`decode` or :func:`discharge_ticket`."""
         self.nonce = nonce
+        # The nonce's canonical bytes: the first MAC input, and in encodings.
+        self._nonce_packed = nonce.encode()
         self.location = location
         self._caveats = list(caveats)
         # The caveats' one-caveat encodings (the MAC inputs), made when first needed.
@@ -241,7 +243,7 @@ class Macaroon:
         return b"".join(
             (
                 b"\x94",
-                self.nonce.encode(),
+                self._nonce_packed,
                 _msgpack.pack(self.location),
                 pack_set(self._packs(), len(self._caveats)),
                 _msgpack.pack(self._tail),
@@ -275,17 +277,18 @@ class Macaroon:
             raise DecodeError("token must be an array of 4 fields")
         nonce = Nonce.from_msgpack(obj[0])
         location = string(obj[1], "location")
-        packs: list[bytes] | None
+        tail = blob(obj[3], "tail")
+        if tail is None or len(tail) != 32:
+            raise DecodeError("tail must be 32 bytes")
+        token = cls(nonce, location, (), tail, finalized=nonce.proof)
+        memo = getattr(reg, "memo", None)
         try:
-            caveats, packs = decode_token_caveats(obj[2], reg, getattr(reg, "memo", None))
+            caveats, packs = decode_token_caveats(obj[2], reg, memo, _set_bytes(data, token))
         except NeedsRawBytes:
             spans, _ = _msgpack.array_items(data)
             start, end = spans[2]
             caveats, packs = decode_set_bytes(data[start:end], reg)[0], None
-        tail = blob(obj[3], "tail")
-        if tail is None or len(tail) != 32:
-            raise DecodeError("tail must be 32 bytes")
-        token = cls(nonce, location, caveats, tail, finalized=nonce.proof)
+        token._caveats = caveats
         token._packed = packs
         return token
 
@@ -338,7 +341,7 @@ class Macaroon:
         if self.nonce.proof and not self._finalized:
             raise VerificationError("can't verify unfinalized proof")
         mac = crypto.mac
-        cur = mac(key, self.nonce.encode())
+        cur = mac(key, self._nonce_packed)
         tails = [cur]
         result: list[Caveat] = []
         pending: list[tuple[Caveat3P, bytes]] = []
@@ -410,6 +413,26 @@ class Macaroon:
             except VerificationError as exc:
                 reasons.append(str(exc))
         raise VerificationError(f"discharge for {cav.location} failed: {'; '.join(reasons)}")
+
+
+def _set_bytes(data: bytes, token: Macaroon) -> bytes | None:
+    """Bytes of *data* that begin with the caveat set and end before the tail.
+
+    When the token's nonce and location were written canonically (always,
+    for tokens made by Go or by this library), the caveat set starts right
+    after them. The tail's encoding takes at least 34 bytes, so the set ends
+    at most 34 bytes before the end; what lies between the set and that
+    point (only ever there with trailing bytes) makes a key of its own. The
+    memo decodes a key's first value only, so its entries stay exact.
+    ``None`` when the nonce or location was written otherwise.
+    """
+    start = 1 + len(token._nonce_packed)
+    location = _msgpack.pack(token.location)
+    if data[0] != 0x94 or not (
+        data.startswith(token._nonce_packed, 1) and data.startswith(location, start)
+    ):
+        return None
+    return data[start + len(location) : len(data) - 34]
 
 
 def _trusted_discharge(d: Macaroon, rn: bytes, trusted_3ps: TrustedThirdParties) -> bool | None:

@@ -26,11 +26,40 @@ def test_memo_hits_give_the_same_caveats_and_mac_inputs() -> None:
     token.add(Organization(1, Action.ALL), Apps(ResourceSet({7: Action.READ})))
     data = token.encode()
     first = Macaroon.decode(data)
-    assert len(DEFAULT_REGISTRY.memo) == 2
+    # Each caveat as a one-caveat set, and the token's whole set.
+    assert len(DEFAULT_REGISTRY.memo) == 3
     second = Macaroon.decode(data)
     assert first.unsafe_caveats == second.unsafe_caveats
     assert second._packed == [c.packed() for c in token.unsafe_caveats]
     assert second.verify(KEY) == token.verify(KEY)
+
+
+def test_a_token_sharing_some_caveats_takes_those_from_the_memo() -> None:
+    DEFAULT_REGISTRY.memo.clear()
+    org = Organization(1, Action.ALL)
+    first = Macaroon.new(b"kid", "loc", KEY)
+    first.add(org, Apps(ResourceSet({7: Action.READ})))
+    Macaroon.decode(first.encode())
+    other = Macaroon.new(b"kid", "loc", KEY)
+    other.add(org, Apps(ResourceSet({8: Action.WRITE})))
+    decoded = Macaroon.decode(other.encode())
+    assert decoded.unsafe_caveats[0] is Macaroon.decode(first.encode()).unsafe_caveats[0]
+    assert list(decoded.unsafe_caveats) == list(other.unsafe_caveats)
+    assert decoded.verify(KEY) == other.verify(KEY)
+
+
+def test_attenuating_a_decoded_token_leaves_the_memo_and_other_tokens_alone() -> None:
+    DEFAULT_REGISTRY.memo.clear()
+    token = Macaroon.new(b"kid", "loc", KEY)
+    token.add(Organization(1, Action.ALL), Apps(ResourceSet({7: Action.READ})))
+    data = token.encode()
+    first = Macaroon.decode(data)
+    first.add(Apps(ResourceSet({7: Action.NONE})))
+    second = Macaroon.decode(data)
+    assert len(second.unsafe_caveats) == 2
+    assert len(second._packed or ()) == 2
+    assert second.verify(KEY) == token.verify(KEY)
+    assert first.verify(KEY) != token.verify(KEY)
 
 
 def test_non_canonical_wire_shares_the_canonical_entry_and_mac() -> None:

@@ -229,21 +229,28 @@ def decode_set_value(items: Any, registry: Registry, depth: int = 0) -> list[Cav
     return out
 
 
-#: Bodies whose re-encoding is longer than this are not memoized.
+#: Caveat sets whose re-encoding is longer than this are not memoized.
 MEMO_MAX_KEY = 512
+#: How many caveat sets a registry remembers (see :func:`decode_token_caveats`).
+MEMO_ENTRIES = 4096
+
+#: A memo entry: the caveats of a set and their canonical one-caveat encodings.
+MemoEntry = tuple[tuple[Caveat, ...], tuple[bytes, ...]]
 
 
 def decode_token_caveats(
-    items: Any, registry: Registry, memo: dict[bytes, tuple[Caveat, bytes]] | None
+    items: Any, registry: Registry, memo: dict[bytes, MemoEntry] | None, raw: bytes | None = None
 ) -> tuple[list[Caveat], list[bytes] | None]:
     """A token's caveats and, with a *memo*, their canonical MAC inputs.
 
-    The memo maps the plain re-encoding of a decoded ``[type, body]`` pair
-    to the caveat it decodes to and that caveat's canonical encoding.
-    Decoding depends only on the decoded value, so equal keys always give
-    equal results, whatever bytes were on the wire; caveats recur across
-    the tokens a service sees, and a hit skips both building the caveat and
-    encoding it.
+    The memo maps bytes that begin with the encoding of a caveat set (the
+    set's wire bytes *raw*, when the caller has them, or else its plain
+    re-encoding) to its caveats and their canonical encodings (the MAC
+    inputs). Decoding depends only on the first value of those bytes, so
+    equal keys always give equal results. A token's whole set is looked up
+    first (a token seen again costs one lookup), then each caveat alone, as
+    a one-caveat set (tokens made by one recipe share most of their
+    caveats, while a third-party caveat is new in every token).
 
     Raises:
         NeedsRawBytes: the set holds an unregistered caveat.
@@ -251,30 +258,36 @@ def decode_token_caveats(
     if memo is None:
         return decode_set_value(items, registry), None
     n = _check_set(items, 0)
-    lookup = registry.lookup
     pack = _msgpack.pack
+    whole = pack(items) if raw is None else raw
+    hit = memo.get(whole)
+    if hit is not None:
+        return list(hit[0]), list(hit[1])
+    lookup = registry.lookup
     caveats: list[Caveat] = []
     packs: list[bytes] = []
     for i in range(0, n, 2):
-        key = pack(items[i : i + 2])
+        key = pack(items[i : i + 2]) if n > 2 else whole
         hit = memo.get(key)
         if hit is None:
             cls = lookup(_type_number(items[i]))
             if cls is None:
                 raise NeedsRawBytes
             caveat = cls.from_msgpack(items[i + 1], registry, 0)
-            hit = (caveat, caveat.packed())
-            if len(key) <= MEMO_MAX_KEY:
-                if len(memo) >= MEMO_ENTRIES:
-                    memo.clear()
-                memo[key] = hit
-        caveats.append(hit[0])
-        packs.append(hit[1])
+            hit = ((caveat,), (caveat.packed(),))
+            _remember(memo, key, hit)
+        caveats.extend(hit[0])
+        packs.extend(hit[1])
+    if n > 2:
+        _remember(memo, whole, (tuple(caveats), tuple(packs)))
     return caveats, packs
 
 
-#: How many decoded caveats a registry remembers (see :func:`decode_token_caveats`).
-MEMO_ENTRIES = 4096
+def _remember(memo: dict[bytes, MemoEntry], key: bytes, entry: MemoEntry) -> None:
+    if len(key) <= MEMO_MAX_KEY:
+        if len(memo) >= MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = entry
 
 
 def decode_set_bytes(data: bytes, registry: Registry, depth: int = 0) -> tuple[list[Caveat], int]:

@@ -18,7 +18,7 @@ from typing import cast
 import attrs
 
 from ..errors import RegistrationError
-from ._base import UNREGISTERED_TYPE, Caveat, UnregisteredCaveat
+from ._base import UNREGISTERED_TYPE, Caveat, MemoEntry, UnregisteredCaveat
 from .auth import (
     ConfineGitHubOrg,
     ConfineGoogleHD,
@@ -110,8 +110,8 @@ class CaveatRegistry:
         self._by_number: dict[int, type[Caveat]] = {}
         self._by_name: dict[str, type[Caveat]] = {}
         self._frozen = False
-        #: Decoded caveats by their plain encoding (see ``decode_token_caveats``).
-        self.memo: dict[bytes, tuple[Caveat, bytes]] = {}
+        #: Decoded caveat sets by their plain encoding (see ``decode_token_caveats``).
+        self.memo: dict[bytes, MemoEntry] = {}
         for cls in caveats:
             self._add(cls)
 
