@@ -340,14 +340,12 @@ class Macaroon:
     ) -> list[Caveat]:
         if self.nonce.proof and not self._finalized:
             raise VerificationError("can't verify unfinalized proof")
-        mac = crypto.mac
-        cur = mac(key, self._nonce_packed)
-        tails = [cur]
+        tails = self._tails(key)
         result: list[Caveat] = []
         pending: list[tuple[Caveat3P, bytes]] = []
         bound_ok = True
         proof = self.nonce.proof
-        for cav, packed in zip(self._caveats, self._packs(), strict=True):
+        for cav, tail_then in zip(self._caveats, tails[:-1], strict=True):
             role = cav.verification_role
             if role == 0:
                 if cav.attestation:
@@ -358,18 +356,14 @@ class Macaroon:
                 else:
                     result.append(cav)
             elif role == THIRD_PARTY:
-                pending.append((cav, cur))  # type: ignore[arg-type]
+                pending.append((cav, tail_then))  # type: ignore[arg-type]
             else:
                 prefix = cav.binding_id or b""  # type: ignore[attr-defined]
                 if not any(p.startswith(prefix) for p in parent_binding_ids):
                     bound_ok = False
-            cur = mac(cur, packed)
-            tails.append(cur)
         # The token's own signature is checked before anything about its
         # discharges is said, so a forger learns only "invalid".
-        if proof:
-            cur = crypto.finalize(cur)
-        if not crypto.equal(cur, self._tail):
+        if not self._signed_by(tails):
             raise VerificationError("macaroon verify: invalid")
         if not bound_ok:
             raise VerificationError("discharge bound to different parent token")
@@ -384,6 +378,15 @@ class Macaroon:
                 )
             )
         return result
+
+    def _tails(self, key: bytes) -> list[bytes]:
+        """The chain under *key*: ``tails[i]`` is the tail before caveat *i*, then the last."""
+        return crypto.chain(key, (self._nonce_packed, *self._packs()))
+
+    def _signed_by(self, tails: Sequence[bytes]) -> bool:
+        """Whether the chain *tails* (from :meth:`_tails`) ends in this token's tail."""
+        cur = crypto.finalize(tails[-1]) if self.nonce.proof else tails[-1]
+        return crypto.equal(cur, self._tail)
 
     @staticmethod
     def _verify_3p(
