@@ -40,6 +40,7 @@ from macaroons_authz import (
     MaxValidity,
     Mutations,
     Organization,
+    ResourceUnspecifiedError,
     Role,
     StorageObjects,
     ValidityWindow,
@@ -214,3 +215,39 @@ def test_attenuating_a_token_never_allows_more(
     after = validate_outcome(narrowed, access)
     _assert_narrower(before, after)
     assert after == validate_outcome(unique_caveats([*base, *extra]), access)
+
+
+class _OddAccess:
+    """An access without the usual attributes, or with a non-integer action."""
+
+    def __init__(self, action: Any, **attrs: Any) -> None:
+        self.action = action
+        self.__dict__.update(attrs)
+
+    def now(self) -> float:
+        return 10.0
+
+    def validate(self) -> None:
+        return None
+
+
+ODD_ACCESSES = st.builds(
+    _OddAccess,
+    st.sampled_from([1, None, "r", True]),
+    **{name: st.none() | APP_IDS for name in ("app_id",)},
+    **{name: st.none() | NAMES for name in ("machine", "volume")},
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(caveat=LEAVES, access=accesses() | ODD_ACCESSES)
+def test_the_if_present_shortcut_agrees_with_prohibits(caveat: Caveat, access: Any) -> None:
+    # IfPresent skips an inner caveat on _unspecified_by() without asking
+    # prohibits(); that must be exactly the lone "resource unspecified" answer.
+    err = caveat.prohibits(access)
+    lone_unspecified = isinstance(err, ResourceUnspecifiedError) and not err.causes
+    if caveat._unspecified_by(access):
+        assert lone_unspecified
+    elif hasattr(caveat, "_access_attr"):
+        # Resource-set caveats answer exactly, not just safely.
+        assert not lone_unspecified

@@ -88,6 +88,15 @@ class Caveat:
         """
         return BadCaveatError(f"{self.name} caveats cannot be validated", caveat=self)
 
+    def _unspecified_by(self, access: Access) -> bool:
+        """Whether *access* leaves this caveat's resource unspecified (a shortcut).
+
+        ``True`` only if :meth:`prohibits` would answer *access* with a lone
+        ``ResourceUnspecifiedError``, which ``IfPresent`` then skips without
+        building it. ``False`` means "ask :meth:`prohibits`": always safe.
+        """
+        return False
+
     # -- MessagePack -----------------------------------------------------
 
     def to_msgpack(self) -> Any:

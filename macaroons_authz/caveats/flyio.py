@@ -213,6 +213,16 @@ class _ResourceSetCaveat(Caveat):
         result: UnauthorizedError | None = rs.prohibits(resource, action, self._kind, self)
         return result
 
+    def _unspecified_by(self, access: Access) -> bool:
+        # Mirrors prohibits(): the access has the attribute, set to None, and
+        # an integer action, and the set is well formed.
+        if getattr(access, self._access_attr, _MISSING) is not None:
+            return False
+        if not isinstance(getattr(access, "action", None), int):
+            return False
+        rs: ResourceSet[Any] | None = getattr(self, self._json_key)
+        return rs is None or not rs._mixes_wildcard()
+
     def to_msgpack(self) -> Any:
         rs = self.resources
         return [None if rs is None else rs.to_msgpack()]

@@ -181,15 +181,17 @@ class ResourceSet(Generic[K]):
         """The ids, sorted."""
         return [k for k, _ in self.entries]
 
+    def _mixes_wildcard(self) -> bool:
+        # The zero id (0 or "") is the wildcard and must stand alone; entries
+        # are sorted, so it can only be the first.
+        entries = self.entries
+        return len(entries) > 1 and not entries[0][0]
+
     def prohibits(
         self, resource: K | None, action: int, kind: str, caveat: Caveat | None = None
     ) -> UnauthorizedError | None:
         """Why *action* on *resource* is not allowed, or ``None`` if it is (spec 9.2)."""
-        # The zero id (0 or "") is the wildcard; entries are sorted, so it
-        # can only be the first.
-        entries = self.entries
-        has_zero = bool(entries) and not entries[0][0]
-        if has_zero and len(entries) > 1:
+        if self._mixes_wildcard():
             return BadCaveatError(
                 "unauthorized: bad caveat: cannot specify zero ID along with other IDs",
                 caveat=caveat,
@@ -359,6 +361,8 @@ class IfPresent(Caveat):
         relevant = False
         errors = []
         for cav in self.ifs:
+            if cav._unspecified_by(access):
+                continue
             err = cav.prohibits(access)
             if err is not None and err.contains(ResourceUnspecifiedError):
                 continue
