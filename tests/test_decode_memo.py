@@ -13,9 +13,11 @@ from macaroons_authz import (
     Organization,
     ResourceSet,
     VerificationError,
+    _msgpack,
     crypto,
 )
 from macaroons_authz.caveats import _base
+from macaroons_authz.macaroon import _set_bytes
 
 KEY = bytes(range(32))
 
@@ -98,3 +100,70 @@ def test_memo_is_bounded_and_cleared_by_registration() -> None:
 
     registry.register(Private)
     assert registry.memo == {}
+
+
+def _token_parts(token: Macaroon) -> tuple[bytes, bytes, bytes, bytes]:
+    """(nonce, location, caveat set, tail) wire bytes of a canonical token."""
+    data = token.encode()
+    nonce = token.nonce.encode()
+    location = msgpack.packb(token.location)
+    start = 1 + len(nonce) + len(location)
+    return nonce, location, data[start:-34], data[-34:]
+
+
+def test_trailing_bytes_that_look_like_a_tail_do_not_confuse_the_memo() -> None:
+    DEFAULT_REGISTRY.memo.clear()
+    token = Macaroon.new(b"kid", "loc", KEY)
+    token.add(Organization(1, Action.ALL), Apps(ResourceSet({7: Action.READ})))
+    nonce, location, caveats, tail = _token_parts(token)
+    plain = b"\x94" + nonce + location + caveats + tail
+    # The same token followed by a copy of its own tail (trailing bytes are ignored).
+    padded = plain + tail
+    for data in (padded, plain, padded):
+        assert (
+            _msgpack.unpack(_set_bytes(data, Macaroon.decode(data)) or b"")
+            == (_msgpack.unpack(data)[2])
+        )
+        decoded = Macaroon.decode(data)
+        assert list(decoded.unsafe_caveats) == list(token.unsafe_caveats)
+        assert decoded.verify(KEY) == token.verify(KEY)
+
+
+def test_a_tail_written_as_a_string_keeps_the_caveat_set_exact() -> None:
+    # Go accepts a str where bytes are expected; a str8 tail also takes 34
+    # bytes, so the set still ends at most 34 bytes before the end.
+    DEFAULT_REGISTRY.memo.clear()
+    token = Macaroon.new(b"kid", "loc", KEY)
+    token.add(Organization(1, Action.ALL))
+    nonce, location, caveats, tail = _token_parts(token)
+    as_str8 = b"\xd9\x20" + tail[2:]
+    data = b"\x94" + nonce + location + caveats + as_str8
+    for _ in range(2):
+        decoded = Macaroon.decode(data)
+        assert list(decoded.unsafe_caveats) == list(token.unsafe_caveats)
+        assert decoded.verify(KEY) == token.verify(KEY)
+
+
+def test_a_non_canonical_nonce_or_location_never_shifts_the_memo_key() -> None:
+    # Written wider than canonical, the nonce or location would move the set;
+    # the memo must then not key on a guessed offset. The caveats must still
+    # be those of the token, and the signature (over the canonical nonce)
+    # must still hold, memo warm or cold.
+    token = Macaroon.new(b"kid", "loc", KEY)
+    token.add(Organization(1, Action.ALL), Apps(ResourceSet({7: Action.READ})))
+    nonce, location, caveats, tail = _token_parts(token)
+    wide_nonce = b"\x93\xc5\x00\x03kid\xc5\x00\x10" + token.nonce.rnd + b"\xc2"  # type: ignore[operator]
+    wide_location = b"\xda\x00\x03loc"
+    assert msgpack.unpackb(wide_nonce) == msgpack.unpackb(nonce)
+    for data in (
+        b"\x94" + wide_nonce + location + caveats + tail,
+        b"\x94" + nonce + wide_location + caveats + tail,
+        b"\xdc\x00\x04" + nonce + location + caveats + tail,
+    ):
+        # The memo key is either refused or begins with exactly the set.
+        key = _set_bytes(data, Macaroon.decode(data))
+        assert key is None or _msgpack.unpack(key) == _msgpack.unpack(data)[2]
+        for _ in range(2):
+            decoded = Macaroon.decode(data)
+            assert list(decoded.unsafe_caveats) == list(token.unsafe_caveats)
+            assert decoded.verify(KEY) == token.verify(KEY)
