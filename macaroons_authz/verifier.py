@@ -234,7 +234,8 @@ class VerificationCache:
     @staticmethod
     def key(header: str) -> str:
         """The cache key of a header: its token strings, exactly as written, sorted."""
-        return ",".join(sorted(split_header(header)))
+        pieces = split_header(header)
+        return pieces[0] if len(pieces) == 1 else ",".join(sorted(pieces))
 
     def get(self, key: str) -> CaveatSet | None:
         """The cached caveats for *key*, or ``None`` if absent, expired or held."""

@@ -96,7 +96,7 @@ class CaveatSet(Sequence[Caveat]):
                 err = caveat.prohibits(access)
                 if err is not None:
                     errors.append(err)
-        combined = UnauthorizedError.combine(errors)
+        combined = UnauthorizedError.combine(errors) if errors else None
         if combined is not None:
             raise combined
 

@@ -201,12 +201,16 @@ class _ResourceSetCaveat(Caveat):
     def prohibits(self, access: Access) -> UnauthorizedError | None:
         """The access's resource must be in the set with its action allowed (spec 9.2)."""
         resource = getattr(access, self._access_attr, _MISSING)
-        if resource is _MISSING:
-            missing: UnauthorizedError = _attr(access, self._access_attr, self)
-            return missing
-        action = access_action(access, self)
-        if isinstance(action, UnauthorizedError):
-            return action
+        action = getattr(access, "action", None)
+        if resource is _MISSING or type(action) is not int:
+            # Unusual accesses take the general checks, in the usual order
+            # (an int subclass is still an action).
+            if resource is _MISSING:
+                missing: UnauthorizedError = _attr(access, self._access_attr, self)
+                return missing
+            action = access_action(access, self)
+            if isinstance(action, UnauthorizedError):
+                return action
         rs = getattr(self, self._json_key)
         if rs is None:
             rs = _EMPTY
