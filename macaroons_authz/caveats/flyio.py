@@ -145,16 +145,19 @@ class Organization(Caveat):
 
     def prohibits(self, access: Access) -> UnauthorizedError | None:
         """The access's organization must be :attr:`id` and its action within :attr:`mask`."""
-        org = _attr(access, "org_id", self)
-        if isinstance(org, UnauthorizedError):
-            return org
+        org = getattr(access, "org_id", _MISSING)
+        if org is _MISSING:
+            missing: UnauthorizedError = _attr(access, "org_id", self)
+            return missing
         if org is None:
             return _unspecified(self, "an org")
         if self.id != 0 and org != self.id:
             return UnauthorizedForResourceError(f"unauthorized for org {org}", caveat=self)
-        action = access_action(access, self)
-        if isinstance(action, UnauthorizedError):
-            return action
+        action = getattr(access, "action", None)
+        if type(action) is not int:  # the general check, for unusual accesses
+            action = access_action(access, self)
+            if isinstance(action, UnauthorizedError):
+                return action
         if action & self.mask != action:
             return action_error(self, action, self.mask, f"org {org}")
         return None
@@ -201,13 +204,11 @@ class _ResourceSetCaveat(Caveat):
     def prohibits(self, access: Access) -> UnauthorizedError | None:
         """The access's resource must be in the set with its action allowed (spec 9.2)."""
         resource = getattr(access, self._access_attr, _MISSING)
+        if resource is _MISSING:
+            missing: UnauthorizedError = _attr(access, self._access_attr, self)
+            return missing
         action = getattr(access, "action", None)
-        if resource is _MISSING or type(action) is not int:
-            # Unusual accesses take the general checks, in the usual order
-            # (an int subclass is still an action).
-            if resource is _MISSING:
-                missing: UnauthorizedError = _attr(access, self._access_attr, self)
-                return missing
+        if type(action) is not int:  # the general check, for unusual accesses
             action = access_action(access, self)
             if isinstance(action, UnauthorizedError):
                 return action
