@@ -60,10 +60,13 @@ class Nonce:
         if type(obj) is not list:
             raise DecodeError("nonce must be an array")
         if len(obj) == 3:
-            proof = obj[2]
+            kid, rnd, proof = obj
             if type(proof) is not bool:
                 raise DecodeError("nonce proof flag must be a bool")
-            return cls(blob(obj[0], "nonce kid"), blob(obj[1], "nonce rnd"), proof)
+            # Bytes, as tokens carry them, need no conversion.
+            if type(kid) is not bytes or type(rnd) is not bytes:
+                kid, rnd = blob(kid, "nonce kid"), blob(rnd, "nonce rnd")
+            return cls(kid, rnd, proof)
         if len(obj) == 2:
             return cls(blob(obj[0], "nonce kid"), blob(obj[1], "nonce rnd"), legacy=True)
         raise DecodeError(f"unknown nonce format: {len(obj)} fields")
