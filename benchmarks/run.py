@@ -75,31 +75,43 @@ def caveats(n: int) -> list[object]:
 ACCESS = FlyAccess(org_id=ORG, app_id=APP, machine=MACHINE, action=Action.READ, at=NOW)
 
 
-def measure(fn: Callable[[], object], seconds: float) -> float:
-    """Median microseconds per call over batches filling about *seconds*."""
+def measure_all(fns: dict[str, Callable[[], object]], seconds: float) -> dict[str, float]:
+    """Median microseconds per call of each function, measured in interleaved rounds.
+
+    Each round runs a batch of about 10 ms of every function in turn, so a
+    noisy spell on a shared machine slows them all alike and the ratios
+    between them stay steady. Rounds go on for about *seconds* per function.
+    """
+    batches = {name: _batch_size(fn) for name, fn in fns.items()}
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    gc.disable()
+    try:
+        deadline = time.perf_counter() + seconds * len(fns)
+        while time.perf_counter() < deadline or len(samples[next(iter(fns))]) < 5:
+            for name, fn in fns.items():
+                batch = batches[name]
+                t0 = time.perf_counter_ns()
+                for _ in range(batch):
+                    fn()
+                samples[name].append((time.perf_counter_ns() - t0) / batch / 1000)
+    finally:
+        gc.enable()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _batch_size(fn: Callable[[], object]) -> int:
+    """How many calls of *fn* take about 10 ms."""
     fn()
     start = time.perf_counter()
     calls = 0
     while time.perf_counter() - start < 0.05:
         fn()
         calls += 1
-    per_call = 0.05 / max(calls, 1)
-    batch = max(1, int(0.01 / per_call))
-    samples = []
-    gc.disable()
-    try:
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline or len(samples) < 5:
-            t0 = time.perf_counter_ns()
-            for _ in range(batch):
-                fn()
-            samples.append((time.perf_counter_ns() - t0) / batch / 1000)
-    finally:
-        gc.enable()
-    return statistics.median(samples)
+    return max(1, int(0.01 / (0.05 / max(calls, 1))))
 
 
-def ours(n: int, seconds: float) -> dict[str, float]:
+def ours(n: int) -> tuple[dict[str, Callable[[], object]], int]:
+    """This library's operations and the floors for N caveats, and the token's size."""
     ring = MemoryKeyring([KEY])
     kid = ring.current().kid
     cavs = caveats(n)
@@ -113,24 +125,21 @@ def ours(n: int, seconds: float) -> dict[str, float]:
     header = to_header(data)
     verifier = Verifier(ring)
     cached = Verifier(ring, cache=VerificationCache())
-    results = {
-        "mint": measure(mint, seconds),
-        "decode": measure(lambda: Macaroon.decode(data), seconds),
-        "decode+verify": measure(lambda: Macaroon.decode(data).verify(KEY), seconds),
-        "decode+verify+validate": measure(
-            lambda: Macaroon.decode(data).verify(KEY).validate(ACCESS), seconds
-        ),
-        "full check": measure(lambda: verifier.authorize(header, ACCESS), seconds),
+    return {
+        "mint": mint,
+        "decode": lambda: Macaroon.decode(data),
+        "decode+verify": lambda: Macaroon.decode(data).verify(KEY),
+        "decode+verify+validate": lambda: Macaroon.decode(data).verify(KEY).validate(ACCESS),
+        "full check": lambda: verifier.authorize(header, ACCESS),
         # Every caveat decoded afresh: what a token with new caveats costs.
-        "full check (cold)": measure(
-            lambda: (DEFAULT_REGISTRY.memo.clear(), verifier.authorize(header, ACCESS)), seconds
+        "full check (cold)": lambda: (
+            DEFAULT_REGISTRY.memo.clear(),
+            verifier.authorize(header, ACCESS),
         ),
-        "cached full check": measure(lambda: cached.authorize(header, ACCESS), seconds),
-        "floor": measure(floor(data, n, lambda k, m: hmac.digest(k, m, "sha256")), seconds),
-        "floor, our HMAC": measure(floor(data, n, crypto.mac), seconds),
-        "size": len(data),
-    }
-    return results
+        "cached full check": lambda: cached.authorize(header, ACCESS),
+        "floor": floor(data, n, lambda k, m: hmac.digest(k, m, "sha256")),
+        "floor, our HMAC": floor(data, n, crypto.mac),
+    }, len(data)
 
 
 def floor(data: bytes, n: int, mac: Callable[[bytes, bytes], bytes]) -> Callable[[], object]:
@@ -146,7 +155,7 @@ def floor(data: bytes, n: int, mac: Callable[[bytes, bytes], bytes]) -> Callable
     return run
 
 
-def ours_third_party(seconds: float) -> dict[str, float]:
+def ours_third_party() -> dict[str, Callable[[], object]]:
     ring = MemoryKeyring([KEY])
     tp_key = new_encryption_key()
     root = Macaroon.new(ring.current().kid, LOCATION, KEY)
@@ -160,18 +169,18 @@ def ours_third_party(seconds: float) -> dict[str, float]:
     verifier = Verifier(ring, trusted_3ps={AUTH: [tp_key]})
     root_data, dis_data = parse_header(header)
     return {
-        "decode+verify": measure(
-            lambda: Macaroon.decode(root_data).verify(KEY, [Macaroon.decode(dis_data)]), seconds
+        "3p decode+verify": lambda: Macaroon.decode(root_data).verify(
+            KEY, [Macaroon.decode(dis_data)]
         ),
-        "full check": measure(lambda: verifier.authorize(header, ACCESS), seconds),
+        "3p full check": lambda: verifier.authorize(header, ACCESS),
     }
 
 
-def pymacaroons_case(n: int, seconds: float) -> dict[str, float] | None:
+def pymacaroons_case(n: int) -> dict[str, Callable[[], object]]:
     try:
         import pymacaroons
     except ImportError:
-        return None
+        return {}
     predicates = [f"caveat{i} = value{i}" for i in range(n)]
 
     def mint() -> str:
@@ -190,14 +199,14 @@ def pymacaroons_case(n: int, seconds: float) -> dict[str, float] | None:
             v.satisfy_exact(p)
         v.verify(pymacaroons.Macaroon.deserialize(token), KEY)
 
-    return {"mint": measure(mint, seconds), "deserialize+verify": measure(verify, seconds)}
+    return {"pymacaroons mint": mint, "pymacaroons deserialize+verify": verify}
 
 
-def pymacaroons_third_party(seconds: float) -> float | None:
+def pymacaroons_third_party() -> dict[str, Callable[[], object]]:
     try:
         import pymacaroons
     except ImportError:
-        return None
+        return {}
     v2 = pymacaroons.MACAROON_V2
     root = pymacaroons.Macaroon(location=LOCATION, identifier="kid-1", key=KEY, version=v2)
     root.add_first_party_caveat("org = 1234")
@@ -217,7 +226,7 @@ def pymacaroons_third_party(seconds: float) -> float | None:
             pymacaroons.Macaroon.deserialize(root_s), KEY, [pymacaroons.Macaroon.deserialize(dis_s)]
         )
 
-    return measure(verify, seconds)
+    return {"pymacaroons 3p": verify}
 
 
 def scan_throughput(quick: bool) -> str:
@@ -257,29 +266,31 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|---:|---:|---:|")
     full: dict[int, float] = {}
     for n in (1, 5, 20):
-        o = ours(n, seconds)
-        p = pymacaroons_case(n, seconds)
+        fns, size = ours(n)
+        o = measure_all({**fns, **pymacaroons_case(n)}, seconds)
+        peer_mint = o.get("pymacaroons mint")
+        peer = o.get("pymacaroons deserialize+verify")
         full[n] = o["full check"]
         rows = [
-            ("mint + encode", o["mint"], p["mint"] if p else None, None),
+            ("mint + encode", o["mint"], peer_mint, None),
             ("decode", o["decode"], None, None),
             (
                 "decode + verify",
                 o["decode+verify"],
-                p["deserialize+verify"] if p else None,
+                peer,
                 o["floor"],
             ),
             ("decode + verify + validate", o["decode+verify+validate"], None, o["floor"]),
             (
                 "full check (header)",
                 o["full check"],
-                p["deserialize+verify"] if p else None,
+                peer,
                 o["floor"],
             ),
             (
                 "full check, caveats not memoized",
                 o["full check (cold)"],
-                p["deserialize+verify"] if p else None,
+                peer,
                 o["floor"],
             ),
             (
@@ -290,22 +301,22 @@ def main(argv: list[str] | None = None) -> int:
             ),
             ("cached full check", o["cached full check"], None, None),
         ]
-        for name, mine, peer, fl in rows:
-            ratio_peer = f"{peer / mine:.1f}x faster" if peer else ""
+        for name, mine, other, fl in rows:
+            ratio_peer = f"{other / mine:.1f}x faster" if other else ""
             ratio_floor = f"{mine / fl:.2f}x" if fl else ""
-            cells = [str(n), name, f"{mine:.1f}", fmt(peer), fmt(fl), ratio_peer, ratio_floor]
+            cells = [str(n), name, f"{mine:.1f}", fmt(other), fmt(fl), ratio_peer, ratio_floor]
             print("| " + " | ".join(cells) + " |")
-        print(f"| {n} | (token size, bytes) | {int(o['size'])} | | | | |")
+        print(f"| {n} | (token size, bytes) | {size} | | | | |")
         share = o["cached full check"] / o["full check"]
         print(f"| {n} | cached / uncached full check | {share:.2f} | | | | |")
-    tp = ours_third_party(seconds)
-    ptp = pymacaroons_third_party(seconds)
-    ratio = f"{ptp / tp['decode+verify']:.1f}x faster" if ptp else ""
+    tp = measure_all({**ours_third_party(), **pymacaroons_third_party()}, seconds)
+    ptp = tp.get("pymacaroons 3p")
+    ratio = f"{ptp / tp['3p decode+verify']:.1f}x faster" if ptp else ""
     print(
-        f"| 3P | decode + verify (root + bound discharge) | {tp['decode+verify']:.1f} | "
-        f"{(ptp and f'{ptp:.1f}') or ''} | | {ratio} | |"
+        f"| 3P | decode + verify (root + bound discharge) | {tp['3p decode+verify']:.1f} | "
+        f"{fmt(ptp)} | | {ratio} | |"
     )
-    print(f"| 3P | full check (header) | {tp['full check']:.1f} | | | | |")
+    print(f"| 3P | full check (header) | {tp['3p full check']:.1f} | | | | |")
     print()
     print(f"Cost per added caveat (full check, N=5 to N=20): {(full[20] - full[5]) / 15:.2f} µs")
     print()

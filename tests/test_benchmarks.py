@@ -1,0 +1,43 @@
+"""The benchmark scripts keep working: every measured operation runs and succeeds.
+
+Speed itself is never asserted here; ``python benchmarks/run.py`` reports it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import instructions  # type: ignore[import-not-found]  # noqa: E402
+import run  # type: ignore[import-not-found]  # noqa: E402
+
+
+def test_every_benchmarked_operation_runs() -> None:
+    fns, size = run.ours(5)
+    fns |= run.ours_third_party()
+    assert size > 100
+    for fn in fns.values():
+        fn()  # raises if a check fails: the benchmark must measure successes
+    assert {"full check", "cached full check", "floor", "floor, our HMAC"} <= set(fns)
+
+
+def test_the_pymacaroons_peer_verifies_its_tokens() -> None:
+    pytest.importorskip("pymacaroons", reason="pymacaroons is in the bench extra only")
+    for fn in (*run.pymacaroons_case(5).values(), *run.pymacaroons_third_party().values()):
+        fn()
+
+
+def test_measure_all_gives_a_median_per_function() -> None:
+    result = run.measure_all({"a": lambda: None, "b": lambda: sum(range(100))}, 0.01)
+    assert set(result) == {"a", "b"}
+    assert all(value > 0 for value in result.values())
+
+
+def test_instruction_counting_operations_run() -> None:
+    for fn in instructions.operations(1).values():
+        fn()
