@@ -37,7 +37,7 @@ from .caveats.caveat_set import CaveatSet
 from .caveats.core import Caveat3P, ValidityWindow
 from .caveats.registry import CaveatRegistry
 from .errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
-from .header import MACAROON_LABELS, decode_token, encode_token, split_header
+from .header import MACAROON_LABELS, decode_token, encode_token, split_header, trim_space
 from .keyring import Keyring
 from .macaroon import Macaroon, discharge_ticket
 from .nonce import Nonce
@@ -204,7 +204,7 @@ def _classify(piece: str, registry: CaveatRegistry | None) -> BundleToken:
 
 
 def _parse_tokens(header: str, registry: CaveatRegistry | None) -> list[BundleToken]:
-    return [_classify(piece.strip(), registry) for piece in split_header(header)]
+    return [_classify(trim_space(piece), registry) for piece in split_header(header)]
 
 
 # -- errors ------------------------------------------------------------------
@@ -592,7 +592,7 @@ class Bundle:
         """
         added: list[UnverifiedMacaroon] = []
         for d in discharges:
-            text = d.strip() if isinstance(d, str) else encode_token(d)
+            text = trim_space(d) if isinstance(d, str) else encode_token(d)
             token = _classify(text, self._registry)
             if isinstance(token, MalformedMacaroon):
                 raise MalformedTokensError([token])

@@ -25,6 +25,7 @@ __all__ = [
     "parse_permission_and_discharge_tokens",
     "split_header",
     "strip_scheme",
+    "trim_space",
     "to_header",
 ]
 
@@ -40,6 +41,12 @@ MAX_HEADER_LENGTH = 1024 * 1024
 MAX_HEADER_TOKENS = 256
 
 _SCHEMES = ("flyv1", "bearer")
+# What Go's strings.TrimSpace trims (unicode.IsSpace): str.strip() would also
+# trim the separators U+001C to U+001F, which Go keeps (and then fails on).
+_GO_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 
 
 def encode_token(token: Macaroon | bytes) -> str:
@@ -69,10 +76,15 @@ def to_header(*tokens: Macaroon | bytes | str) -> str:
     return "FlyV1 " + ",".join(parts)
 
 
+def trim_space(text: str) -> str:
+    """*text* without the outer white space Go's ``strings.TrimSpace`` removes."""
+    return text.strip(_GO_SPACE)
+
+
 def strip_scheme(header: str) -> str:
     """Drop leading ``FlyV1``/``Bearer`` schemes (any case, repeated) and outer spaces."""
     while True:
-        header = header.strip()
+        header = trim_space(header)
         first, sep, rest = header.partition(" ")
         if not sep or first.lower() not in _SCHEMES:
             return header

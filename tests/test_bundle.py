@@ -122,6 +122,8 @@ def test_scheme_is_stripped_and_pieces_trimmed() -> None:
     assert texts(bundle) == [perm, "fo1_x"]
     assert bundle.header() == f"FlyV1 {perm},fo1_x"
     assert Bundle(PERM_LOC).header() == ""
+    # Trimmed as Go's strings.TrimSpace trims: a trailing U+001F stays.
+    assert texts(Bundle.parse(f"{perm}\u3000, fo1_x\x1f", PERM_LOC)) == [perm, "fo1_x\x1f"]
 
 
 def test_fo1_tokens_are_kept_verbatim() -> None:

@@ -20,6 +20,7 @@ from macaroons_authz import (
     parse_permission_and_discharge_tokens,
     to_header,
 )
+from macaroons_authz.header import strip_scheme
 
 LOC = "https://api.example/v1"
 TP = "https://auth.example"
@@ -110,6 +111,17 @@ def test_scheme_is_stripped_case_insensitively_and_repeatedly(
 def test_other_schemes_are_not_stripped(prefix: str, root: bytes) -> None:
     with pytest.raises(DecodeError, match="bad token"):
         parse_header(prefix + encode_token(root))
+
+
+def test_outer_space_is_what_go_trims_space() -> None:
+    # Go's strings.TrimSpace trims Unicode White_Space; Python's str.strip()
+    # would also trim the information separators U+001C to U+001F.
+    every = "".join(map(chr, range(0x3001)))
+    go_space = {c for c in every if c.isspace()} - set("\x1c\x1d\x1e\x1f")
+    assert strip_scheme("".join(sorted(go_space)) + "x" + "\u3000\x85") == "x"
+    for sep in "\x1c\x1d\x1e\x1f":
+        assert strip_scheme(f"FlyV1 fm2_x{sep}") == f"fm2_x{sep}"
+        assert strip_scheme(f"{sep}FlyV1 fm2_x") == f"{sep}FlyV1 fm2_x"
 
 
 def test_bare_scheme_is_not_a_token() -> None:
