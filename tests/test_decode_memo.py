@@ -22,10 +22,15 @@ from macaroons_authz.macaroon import _set_bytes
 KEY = bytes(range(32))
 
 
-def test_memo_hits_give_the_same_caveats_and_mac_inputs() -> None:
-    DEFAULT_REGISTRY.memo.clear()
+def _org_and_app_token() -> Macaroon:
     token = Macaroon.new(b"kid", "loc", KEY)
     token.add(Organization(1, Action.ALL), Apps(ResourceSet({7: Action.READ})))
+    return token
+
+
+def test_memo_hits_give_the_same_caveats_and_mac_inputs() -> None:
+    DEFAULT_REGISTRY.memo.clear()
+    token = _org_and_app_token()
     data = token.encode()
     first = Macaroon.decode(data)
     # Each caveat as a one-caveat set, and the token's whole set.
@@ -52,8 +57,7 @@ def test_a_token_sharing_some_caveats_takes_those_from_the_memo() -> None:
 
 def test_attenuating_a_decoded_token_leaves_the_memo_and_other_tokens_alone() -> None:
     DEFAULT_REGISTRY.memo.clear()
-    token = Macaroon.new(b"kid", "loc", KEY)
-    token.add(Organization(1, Action.ALL), Apps(ResourceSet({7: Action.READ})))
+    token = _org_and_app_token()
     data = token.encode()
     first = Macaroon.decode(data)
     first.add(Apps(ResourceSet({7: Action.NONE})))
@@ -113,8 +117,7 @@ def _token_parts(token: Macaroon) -> tuple[bytes, bytes, bytes, bytes]:
 
 def test_trailing_bytes_that_look_like_a_tail_do_not_confuse_the_memo() -> None:
     DEFAULT_REGISTRY.memo.clear()
-    token = Macaroon.new(b"kid", "loc", KEY)
-    token.add(Organization(1, Action.ALL), Apps(ResourceSet({7: Action.READ})))
+    token = _org_and_app_token()
     nonce, location, caveats, tail = _token_parts(token)
     plain = b"\x94" + nonce + location + caveats + tail
     # The same token followed by a copy of its own tail (trailing bytes are ignored).
@@ -149,8 +152,7 @@ def test_a_non_canonical_nonce_or_location_never_shifts_the_memo_key() -> None:
     # the memo must then not key on a guessed offset. The caveats must still
     # be those of the token, and the signature (over the canonical nonce)
     # must still hold, memo warm or cold.
-    token = Macaroon.new(b"kid", "loc", KEY)
-    token.add(Organization(1, Action.ALL), Apps(ResourceSet({7: Action.READ})))
+    token = _org_and_app_token()
     nonce, location, caveats, tail = _token_parts(token)
     wide_nonce = b"\x93\xc5\x00\x03kid\xc5\x00\x10" + token.nonce.rnd + b"\xc2"  # type: ignore[operator]
     wide_location = b"\xda\x00\x03loc"
