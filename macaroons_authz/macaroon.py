@@ -425,9 +425,10 @@ def _set_bytes(data: bytes, token: Macaroon) -> bytes | None:
     for tokens made by Go or by this library), the caveat set starts right
     after them. The tail's encoding takes at least 34 bytes, so the set ends
     at most 34 bytes before the end; what lies between the set and that
-    point (only ever there with trailing bytes) makes a key of its own. The
-    memo decodes a key's first value only, so its entries stay exact.
-    ``None`` when the nonce or location was written otherwise.
+    point (only ever there with trailing bytes) makes a key of its own. A
+    memo entry depends only on the first value of its key, which here is
+    the caveat set itself, so its entries stay exact. ``None`` when the
+    nonce or location was written otherwise.
     """
     start = 1 + len(token._nonce_packed)
     location = _msgpack.pack(token.location)
