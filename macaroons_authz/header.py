@@ -25,8 +25,8 @@ __all__ = [
     "parse_permission_and_discharge_tokens",
     "split_header",
     "strip_scheme",
-    "trim_space",
     "to_header",
+    "trim_space",
 ]
 
 #: The label Go writes on every token.
