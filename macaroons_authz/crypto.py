@@ -83,7 +83,8 @@ def mac(key: bytes, msg: bytes) -> bytes:
 def chain(key: bytes, msgs: Iterable[bytes]) -> list[bytes]:
     """Every tail of an HMAC chain: ``T1 = mac(key, m1)``, ``T(i+1) = mac(Ti, m(i+1))``."""
     # One loop here rather than a call to mac() per step: the chain is the
-    # hot path of verification, and a Python call costs a third of a step.
+    # hot path of verification, and the extra Python call measured 0.1 to
+    # 0.3 µs per step (of about 1.4 µs).
     new = _hmac_new
     tails = []
     for msg in msgs:
