@@ -109,7 +109,9 @@ class Macaroon:
 
     @classmethod
     def _mint(cls, nonce: Nonce, location: str, key: bytes) -> Macaroon:
-        return cls(nonce, location, (), crypto.mac(key, nonce.encode()), finalized=False)
+        token = cls(nonce, location, (), b"", finalized=False)
+        token._tail = crypto.mac(key, token._nonce_packed)  # the nonce is encoded once
+        return token
 
     # -- attenuation -------------------------------------------------------
 
