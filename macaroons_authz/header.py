@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 
+from .caveats.registry import CaveatRegistry
 from .errors import DecodeError
 from .macaroon import Macaroon
 
@@ -161,16 +162,31 @@ def parse_permission_and_discharge_tokens(header: str, location: str) -> tuple[b
         DecodeError: the header is malformed, or holds no or several
             permission tokens for *location*.
     """
-    permission: list[bytes] = []
-    discharges: list[bytes] = []
+    (data, _), others = _split_by_location(header, location)
+    return data, [d for d, _ in others]
+
+
+def _split_by_location(
+    header: str, location: str, registry: CaveatRegistry | None = None
+) -> tuple[tuple[bytes, Macaroon], list[tuple[bytes, Macaroon]]]:
+    """The permission token of *header* for *location* and the other tokens, as bytes and decoded.
+
+    Tokens that do not decode are dropped, as Go does.
+
+    Raises:
+        DecodeError: the header is malformed, or holds no or several
+            permission tokens for *location*.
+    """
+    permission: list[tuple[bytes, Macaroon]] = []
+    others: list[tuple[bytes, Macaroon]] = []
     for data in parse_header(header):
         try:
-            m = Macaroon.decode(data)
+            token = Macaroon.decode(data, registry)
         except DecodeError:
             continue
-        (permission if m.location == location else discharges).append(data)
+        (permission if token.location == location else others).append((data, token))
     if not permission:
         raise DecodeError("no permission token")
     if len(permission) > 1:
         raise DecodeError("multiple permission tokens")
-    return permission[0], discharges
+    return permission[0], others

@@ -20,8 +20,8 @@ import attrs
 from .access import Access
 from .caveats.caveat_set import CaveatSet
 from .caveats.registry import CaveatRegistry
-from .errors import DecodeError, VerificationError
-from .header import parse_header, split_header
+from .errors import VerificationError
+from .header import _split_by_location, split_header
 from .keyring import Keyring
 from .macaroon import Macaroon
 from .revocation import RevocationStore
@@ -81,19 +81,8 @@ class Verifier:
             DecodeError: the header is malformed, or holds no or several
                 permission tokens for this location.
         """
-        permission: list[Macaroon] = []
-        others: list[Macaroon] = []
-        for data in parse_header(header):
-            try:
-                token = Macaroon.decode(data, self._registry)
-            except DecodeError:
-                continue
-            (permission if token.location == self.location else others).append(token)
-        if not permission:
-            raise DecodeError("no permission token")
-        if len(permission) > 1:
-            raise DecodeError("multiple permission tokens")
-        return permission[0], others
+        (_, token), others = _split_by_location(header, self.location, self._registry)
+        return token, [m for _, m in others]
 
     def verify(self, header: str) -> CaveatSet:
         """Verify the header's permission token and its discharges.
