@@ -85,7 +85,7 @@ def trim_space(text: str) -> str:
 def strip_scheme(header: str) -> str:
     """Drop leading ``FlyV1``/``Bearer`` schemes (any case, repeated) and outer spaces."""
     while True:
-        header = trim_space(header)
+        header = header.strip(_GO_SPACE)
         first, sep, rest = header.partition(" ")
         if not sep or first.lower() not in _SCHEMES:
             return header
