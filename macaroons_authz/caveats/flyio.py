@@ -35,6 +35,7 @@ from ._base import (
     uint,
 )
 from .resset import (
+    _MISSING,
     Prefix,
     ResourceSet,
     _json_action,
@@ -70,8 +71,6 @@ __all__ = [
     "StorageObjects",
     "Volumes",
 ]
-
-_MISSING: Any = object()
 
 
 def _attr(access: object, name: str, caveat: Caveat) -> Any:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Action", "ActionCaveat", "IfPresent", "Prefix", "ResourceSet"]
 
-_MISSING = object()
+_MISSING: Any = object()
 _ACTION_LETTERS = (("r", 0x01), ("w", 0x02), ("c", 0x04), ("d", 0x08), ("C", 0x10))
 
 
