@@ -20,6 +20,7 @@ from . import _msgpack, crypto
 from .caveats._base import (
     THIRD_PARTY,
     Caveat,
+    MemoEntry,
     NeedsRawBytes,
     blob,
     decode_set_bytes,
@@ -69,11 +70,12 @@ class Macaroon:
         tail: bytes,
         *,
         finalized: bool,
+        nonce_packed: bytes | None = None,
     ) -> None:
         """Internal: use :meth:`new`, :meth:`decode` or :func:`discharge_ticket`."""
         self.nonce = nonce
         # The nonce's canonical bytes: the first MAC input, and in encodings.
-        self._nonce_packed = nonce.encode()
+        self._nonce_packed = nonce.encode() if nonce_packed is None else nonce_packed
         self.location = location
         self._caveats = list(caveats)
         # The caveats' one-caveat encodings (the MAC inputs), made when first needed.
@@ -274,6 +276,11 @@ class Macaroon:
         if len(data) > MAX_TOKEN_SIZE:
             raise DecodeError(f"token larger than {MAX_TOKEN_SIZE} bytes")
         reg = DEFAULT_REGISTRY if registry is None else registry
+        memo = getattr(reg, "memo", None)
+        if memo is not None:
+            known = _decode_known(data, memo)
+            if known is not None:
+                return known
         obj = _msgpack.unpack(data)
         if type(obj) is not list or len(obj) != 4:
             raise DecodeError("token must be an array of 4 fields")
@@ -283,7 +290,6 @@ class Macaroon:
         if tail is None or len(tail) != 32:
             raise DecodeError("tail must be 32 bytes")
         token = cls(nonce, location, (), tail, finalized=nonce.proof)
-        memo = getattr(reg, "memo", None)
         try:
             caveats, packs = decode_token_caveats(obj[2], reg, memo, _set_bytes(data, token))
         except NeedsRawBytes:
@@ -439,6 +445,53 @@ def _set_bytes(data: bytes, token: Macaroon) -> bytes | None:
     ):
         return None
     return data[start + len(location) : len(data) - 34]
+
+
+def _decode_known(data: bytes, memo: dict[bytes, MemoEntry]) -> Macaroon | None:
+    """*data* decoded without unpacking it, or ``None`` to take the general path.
+
+    Only a token in the canonical layout whose caveat set the memo holds
+    exactly qualifies: ``94``, the nonce ``93 c4 <n> <kid> c4 10 <rnd>
+    c2|c3``, the location as ``fixstr`` or ``str8``, a caveat set whose
+    bytes are a memo key marked as the set's canonical encoding, then
+    ``c4 20 <tail>`` and nothing after. Each of those byte strings is one
+    MessagePack value, so ``unpack`` would read exactly these fields; the
+    memo's mark proves the set ends where the tail begins, which rules out
+    trailing bytes being taken for the tail. Every read is a slice, so short
+    input falls through to the general path, which reports it.
+    """
+    if data[:3] != b"\x94\x93\xc4" or len(data) < 4:
+        return None
+    rnd_at = 4 + data[3]
+    flag = data[rnd_at + 18 : rnd_at + 19]
+    if data[rnd_at : rnd_at + 2] != b"\xc4\x10" or flag not in (b"\xc2", b"\xc3"):
+        return None
+    at = rnd_at + 19
+    head = data[at : at + 2]
+    if head[:1] == b"\xd9" and len(head) == 2:
+        length, at = head[1], at + 2
+    elif head and 0xA0 <= head[0] <= 0xBF:
+        length, at = head[0] & 0x1F, at + 1
+    else:
+        return None
+    set_at = at + length
+    tail_at = len(data) - 34
+    if set_at >= tail_at or data[tail_at : tail_at + 2] != b"\xc4\x20":
+        return None
+    hit = memo.get(data[set_at:tail_at])
+    if hit is None or not hit[2]:
+        return None
+    proof = flag == b"\xc3"
+    token = Macaroon(
+        Nonce(data[4:rnd_at], data[rnd_at + 2 : rnd_at + 18], proof),
+        data[at:set_at].decode("utf-8", "surrogateescape"),
+        hit[0],
+        data[tail_at + 2 :],
+        finalized=proof,
+        nonce_packed=data[1 : rnd_at + 19],
+    )
+    token._packed = list(hit[1])
+    return token
 
 
 def _trusted_discharge(d: Macaroon, rn: bytes, trusted_3ps: TrustedThirdParties) -> bool | None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import attrs
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from macaroons_authz import (
     DEFAULT_REGISTRY,
     Action,
     Apps,
+    DecodeError,
     Macaroon,
     Organization,
     ResourceSet,
@@ -17,7 +21,7 @@ from macaroons_authz import (
     crypto,
 )
 from macaroons_authz.caveats import _base
-from macaroons_authz.macaroon import _set_bytes
+from macaroons_authz.macaroon import _decode_known, _set_bytes
 
 KEY = bytes(range(32))
 
@@ -169,3 +173,140 @@ def test_a_non_canonical_nonce_or_location_never_shifts_the_memo_key() -> None:
             decoded = Macaroon.decode(data)
             assert list(decoded.unsafe_caveats) == list(token.unsafe_caveats)
             assert decoded.verify(KEY) == token.verify(KEY)
+
+
+# -- the known-token path: a canonical token whose set the memo holds exactly
+
+
+def _fields(token: Macaroon) -> tuple[object, ...]:
+    return (
+        token.nonce,
+        token.location,
+        list(token.unsafe_caveats),
+        token._packs(),
+        token._tail,
+        token._nonce_packed,
+        token._finalized,
+    )
+
+
+def _general(data: bytes) -> Macaroon | None:
+    """*data* decoded by the general path (an empty memo), or ``None`` if it is refused."""
+    DEFAULT_REGISTRY.memo.clear()
+    try:
+        return Macaroon.decode(data)
+    except DecodeError:
+        return None
+
+
+def test_a_known_canonical_token_skips_unpacking_and_decodes_the_same() -> None:
+    token = _org_and_app_token()
+    data = token.encode()
+    general = _general(data)
+    assert general is not None
+    known = _decode_known(data, DEFAULT_REGISTRY.memo)
+    assert known is not None
+    assert _fields(known) == _fields(general)
+    assert known._nonce_packed == token.nonce.encode()
+    assert known.verify(KEY) == token.verify(KEY)
+
+
+def test_a_long_location_written_as_str8_takes_the_known_path() -> None:
+    token = Macaroon.new(b"kid", "https://" + "x" * 40, KEY)
+    token.add(Organization(1, Action.ALL), Apps(ResourceSet({7: Action.READ})))
+    data = token.encode()
+    assert b"\xd9\x30https://" in data
+    general = _general(data)
+    assert general is not None
+    known = _decode_known(data, DEFAULT_REGISTRY.memo)
+    assert known is not None
+    assert _fields(known) == _fields(general)
+
+
+def test_a_known_proof_decodes_finalized() -> None:
+    token = _org_and_app_token()
+    proof = Macaroon._mint(attrs.evolve(token.nonce, proof=True), "loc", KEY)
+    proof.add(*token.unsafe_caveats)
+    data = proof.encode()  # encoding finalizes a proof
+    general = _general(data)
+    assert general is not None
+    known = _decode_known(data, DEFAULT_REGISTRY.memo)
+    assert known is not None
+    assert known.nonce.proof and known._finalized
+    assert _fields(known) == _fields(general)
+
+
+def test_the_known_path_refuses_what_it_cannot_prove() -> None:
+    token = _org_and_app_token()
+    nonce, location, caveats, tail = _token_parts(token)
+    plain = b"\x94" + nonce + location + caveats + tail
+    _general(plain)
+    memo = DEFAULT_REGISTRY.memo
+    assert _decode_known(plain, memo) is not None
+    wide_nonce = b"\x93\xc5\x00\x03kid\xc5\x00\x10" + token.nonce.rnd + b"\xc2"  # type: ignore[operator]
+    legacy_nonce = b"\x92\xc4\x03kid\xc4\x10" + token.nonce.rnd  # type: ignore[operator]
+    refused = {
+        "trailing bytes": plain + b"\x00",
+        "the tail copied after the token": plain + tail,
+        "a wide nonce": b"\x94" + wide_nonce + location + caveats + tail,
+        "a legacy nonce": b"\x94" + legacy_nonce + location + caveats + tail,
+        "a location as bin": b"\x94" + nonce + b"\xc4\x03loc" + caveats + tail,
+        "a location as str16": b"\x94" + nonce + b"\xda\x00\x03loc" + caveats + tail,
+        "a tail as str8": b"\x94" + nonce + location + caveats + b"\xd9\x20" + tail[2:],
+        "an array16 token": b"\xdc\x00\x04" + nonce + location + caveats + tail,
+        "a set the memo lacks": b"\x94" + nonce + location + b"\x90" + tail,
+        "a nil proof flag": b"\x94" + nonce[:-1] + b"\xc0" + location + caveats + tail,
+        "a cut str8 location": b"\x94" + nonce + b"\xd9",
+    }
+    for what, data in refused.items():
+        assert _decode_known(data, memo) is None, what
+    for end in range(len(plain)):
+        assert _decode_known(plain[:end], memo) is None
+
+
+def test_a_set_written_non_canonically_is_not_marked_exact() -> None:
+    # The memo entry of a wide-integer set is right for its first value, but
+    # the key is not the canonical encoding, so the known path must not use it.
+    DEFAULT_REGISTRY.memo.clear()
+    raw_wide = b"\x92\x00\x92\xcf" + (1234).to_bytes(8, "big") + b"\x1f"
+    nonce = [b"kid", b"r" * 16, False]
+    tail = crypto.mac(crypto.mac(KEY, msgpack.packb(nonce)), Organization(1234, 31).packed())
+    data = b"\x94" + msgpack.packb(nonce) + msgpack.packb("loc") + raw_wide + msgpack.packb(tail)
+    Macaroon.decode(data)
+    assert DEFAULT_REGISTRY.memo[raw_wide][2] is False
+    assert _decode_known(data, DEFAULT_REGISTRY.memo) is None
+    assert [c.name for c in Macaroon.decode(data).verify(KEY)] == ["Organization"]
+
+
+def test_a_genuine_tail_moved_behind_junk_is_read_where_go_reads_it() -> None:
+    # Go reads the tail right after the set and ignores trailing bytes, so
+    # junk in the tail's place followed by the genuine tail must not verify.
+    token = _org_and_app_token()
+    nonce, location, caveats, tail = _token_parts(token)
+    junk = b"\xc4\x20" + bytes(32)
+    data = b"\x94" + nonce + location + caveats + junk + tail
+    for _ in range(2):  # cold, then with the set memoized
+        with pytest.raises(VerificationError):
+            Macaroon.decode(data).verify(KEY)
+
+
+@given(
+    cut=st.integers(min_value=0, max_value=200),
+    drop=st.integers(min_value=0, max_value=3),
+    insert=st.binary(max_size=4),
+    append=st.binary(max_size=40),
+)
+@settings(max_examples=400, deadline=None)
+def test_the_known_path_agrees_with_the_general_path(
+    cut: int, drop: int, insert: bytes, append: bytes
+) -> None:
+    token = _org_and_app_token()
+    data = token.encode()
+    cut %= len(data) + 1
+    mutated = data[:cut] + insert + data[cut + drop :] + append
+    _general(data)  # the memo holds the original set, marked exact
+    known = _decode_known(mutated, DEFAULT_REGISTRY.memo)
+    if known is not None:
+        general = _general(mutated)
+        assert general is not None
+        assert _fields(known) == _fields(general)

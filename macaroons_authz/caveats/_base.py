@@ -243,8 +243,9 @@ MEMO_MAX_KEY = 512
 #: How many caveat sets a registry remembers (see :func:`decode_token_caveats`).
 MEMO_ENTRIES = 4096
 
-#: A memo entry: the caveats of a set and their canonical one-caveat encodings.
-MemoEntry = tuple[tuple[Caveat, ...], tuple[bytes, ...]]
+#: A memo entry: the caveats of a set, their canonical one-caveat encodings,
+#: and whether the key is exactly the set's canonical encoding (nothing more).
+MemoEntry = tuple[tuple[Caveat, ...], tuple[bytes, ...], bool]
 
 
 def decode_token_caveats(
@@ -283,20 +284,23 @@ def decode_token_caveats(
             if cls is None:
                 raise NeedsRawBytes
             caveat = cls.from_msgpack(items[i + 1], registry, 0)
-            hit = ((caveat,), (caveat.packed(),))
-            _remember(memo, key, hit)
+            hit = _remember(memo, key, (caveat,), (caveat.packed(),))
         caveats.extend(hit[0])
         packs.extend(hit[1])
     if n > 2:
-        _remember(memo, whole, (tuple(caveats), tuple(packs)))
+        _remember(memo, whole, tuple(caveats), tuple(packs))
     return caveats, packs
 
 
-def _remember(memo: dict[bytes, MemoEntry], key: bytes, entry: MemoEntry) -> None:
+def _remember(
+    memo: dict[bytes, MemoEntry], key: bytes, caveats: tuple[Caveat, ...], packs: tuple[bytes, ...]
+) -> MemoEntry:
+    entry = caveats, packs, key == pack_set(packs, len(packs))
     if len(key) <= MEMO_MAX_KEY:
         if len(memo) >= MEMO_ENTRIES:
             memo.clear()
         memo[key] = entry
+    return entry
 
 
 def decode_set_bytes(data: bytes, registry: Registry, depth: int = 0) -> tuple[list[Caveat], int]:
