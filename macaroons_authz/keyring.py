@@ -80,19 +80,20 @@ class MemoryKeyring:
 
     def __init__(self, keys: list[bytes] | tuple[bytes, ...] = ()) -> None:
         """A keyring holding *keys* (KIDs by :func:`~macaroons_authz.kid_for_key`)."""
+        # Writers replace the dict under the lock and never change a dict
+        # once it is published, so readers (every verification) take no
+        # lock: they read one reference, which is atomic.
         self._lock = threading.Lock()
         self._keys: dict[bytes, SigningKey] = {}
         for key in keys:
             self.add(key)
 
     def __repr__(self) -> str:
-        with self._lock:
-            kids = ", ".join(k.hex() for k in self._keys)
+        kids = ", ".join(k.hex() for k in self._keys)
         return f"<MemoryKeyring kids=[{kids}]>"
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._keys)
+        return len(self._keys)
 
     def add(self, key: bytes, kid: bytes | None = None) -> bytes:
         """Add *key* as the current key; return its KID.
@@ -103,12 +104,13 @@ class MemoryKeyring:
         check_root_key(key)
         kid = crypto.kid_for_key(key) if kid is None else crypto.check_key(kid, "kid")
         with self._lock:
-            existing = self._keys.get(kid)
+            keys = dict(self._keys)
+            existing = keys.pop(kid, None)
             if existing is not None and not crypto.equal(existing.key, key):
                 raise KeyringError(f"KID {kid.hex()} is already used by another key")
             # Re-inserting moves the key to the end: the newest key is current.
-            self._keys.pop(kid, None)
-            self._keys[kid] = SigningKey(kid, key)
+            keys[kid] = SigningKey(kid, key)
+            self._keys = keys
         return kid
 
     def generate(self) -> bytes:
@@ -117,8 +119,7 @@ class MemoryKeyring:
 
     def key_for(self, kid: bytes) -> bytes | None:
         """The root key for *kid*, retired or not, or ``None``."""
-        with self._lock:
-            entry = self._keys.get(kid)
+        entry = self._keys.get(kid)
         return None if entry is None else entry.key
 
     def current(self) -> SigningKey:
@@ -127,10 +128,9 @@ class MemoryKeyring:
         Raises:
             KeyringError: every key is retired, or there is none.
         """
-        with self._lock:
-            for entry in reversed(self._keys.values()):
-                if not entry.retired:
-                    return entry
+        for entry in reversed(self._keys.values()):
+            if not entry.retired:
+                return entry
         raise KeyringError("the keyring has no key to mint with")
 
     def retire(self, kid: bytes) -> None:
@@ -143,17 +143,18 @@ class MemoryKeyring:
             entry = self._keys.get(kid)
             if entry is None:
                 raise UnknownKeyError(f"unknown KID {kid.hex()}")
-            self._keys[kid] = attrs.evolve(entry, retired=True)
+            self._keys = {**self._keys, kid: attrs.evolve(entry, retired=True)}
 
     def remove(self, kid: bytes) -> None:
         """Forget *kid*: every token minted with it stops verifying."""
         with self._lock:
-            self._keys.pop(kid, None)
+            keys = dict(self._keys)
+            keys.pop(kid, None)
+            self._keys = keys
 
     def kids(self) -> list[SigningKey]:
         """Every key, oldest first (keys are hidden from ``repr``)."""
-        with self._lock:
-            return list(self._keys.values())
+        return list(self._keys.values())
 
 
 _KEYRING_SCHEMA = (

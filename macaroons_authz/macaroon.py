@@ -457,31 +457,37 @@ def _decode_known(data: bytes, memo: dict[bytes, MemoEntry]) -> Macaroon | None:
     ``c4 20 <tail>`` and nothing after. Each of those byte strings is one
     MessagePack value, so ``unpack`` would read exactly these fields; the
     memo's mark proves the set ends where the tail begins, which rules out
-    trailing bytes being taken for the tail. Every read is a slice, so short
-    input falls through to the general path, which reports it.
+    trailing bytes being taken for the tail. Every index is checked to lie
+    before the tail, so short input falls through to the general path,
+    which reports it.
     """
-    if data[:3] != b"\x94\x93\xc4" or len(data) < 4:
+    tail_at = len(data) - 34
+    if tail_at < 24 or not data.startswith(b"\x94\x93\xc4"):
         return None
     rnd_at = 4 + data[3]
-    flag = data[rnd_at + 18 : rnd_at + 19]
-    if data[rnd_at : rnd_at + 2] != b"\xc4\x10" or flag not in (b"\xc2", b"\xc3"):
+    at = rnd_at + 19  # just past the nonce
+    if at >= tail_at or not data.startswith(b"\xc4\x10", rnd_at):
         return None
-    at = rnd_at + 19
-    head = data[at : at + 2]
-    if head[:1] == b"\xd9" and len(head) == 2:
-        length, at = head[1], at + 2
-    elif head and 0xA0 <= head[0] <= 0xBF:
-        length, at = head[0] & 0x1F, at + 1
+    flag = data[at - 1]
+    head = data[at]
+    if 0xA0 <= head <= 0xBF:
+        at += 1
+        set_at = at + (head & 0x1F)
+    elif head == 0xD9:
+        at += 2
+        set_at = at + data[at - 1]
     else:
         return None
-    set_at = at + length
-    tail_at = len(data) - 34
-    if set_at >= tail_at or data[tail_at : tail_at + 2] != b"\xc4\x20":
+    if (
+        set_at >= tail_at
+        or (flag != 0xC2 and flag != 0xC3)
+        or not data.startswith(b"\xc4\x20", tail_at)
+    ):
         return None
     hit = memo.get(data[set_at:tail_at])
     if hit is None or not hit[2]:
         return None
-    proof = flag == b"\xc3"
+    proof = flag == 0xC3
     token = Macaroon(
         Nonce(data[4:rnd_at], data[rnd_at + 2 : rnd_at + 18], proof),
         data[at:set_at].decode("utf-8", "surrogateescape"),

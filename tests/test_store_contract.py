@@ -7,6 +7,7 @@ pool on the same schema, so sharing is tested where a store can share.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -206,6 +207,36 @@ def test_keyring_rotations_from_many_threads(open_keyring: Opener) -> None:
     assert sorted(kids) == sorted(kid for per in made for kid in per)
     assert len(set(kids)) == 20
     assert views[0].current().kid in {per[-1] for per in made}
+
+
+def test_a_key_never_looks_absent_while_the_ring_changes(open_keyring: Opener) -> None:
+    # Verifications read keys while an operator re-adds and rotates them: a
+    # key that stays in the ring must be found by every read.
+    ring = open_keyring()
+    key = new_signing_key()
+    kid = ring.add(key)
+    done = threading.Event()
+    wrong: list[bytes | None] = []
+
+    def work(i: int) -> None:
+        if i == 0:
+            for _ in range(2000):
+                ring.add(key)  # re-adding moves it to the end
+                ring.generate()
+            done.set()
+            return
+        while not done.is_set():
+            found = ring.key_for(kid)
+            if found != key:
+                wrong.append(found)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        in_threads(work, 3)
+    finally:
+        sys.setswitchinterval(interval)
+    assert wrong == []
 
 
 # -- revocation stores ------------------------------------------------------------------
