@@ -113,7 +113,11 @@ def decode_token(token: str) -> bytes:
     """
     if not isinstance(token, str):
         raise TypeError(f"token must be a str, not {type(token).__name__}")
-    label, sep, payload = token.partition("_")
+    return _decode_payload(*token.partition("_"))
+
+
+def _decode_payload(label: str, sep: str, payload: str) -> bytes:
+    """The token bytes of a token string split at its first ``_``."""
     if not sep:
         raise DecodeError("bad token: no label")
     if label not in MACAROON_LABELS:
@@ -143,10 +147,9 @@ def parse_header(header: str) -> list[bytes]:
     """
     tokens = []
     for piece in split_header(header):
-        label, sep, _ = piece.partition("_")
-        if sep and label == OAUTH_LABEL:
-            continue
-        tokens.append(decode_token(piece))
+        parts = piece.partition("_")
+        if parts[0] != OAUTH_LABEL or not parts[1]:
+            tokens.append(_decode_payload(*parts))
     if not tokens:
         raise DecodeError("bad token: no valid tokens found")
     return tokens

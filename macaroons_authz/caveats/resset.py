@@ -191,7 +191,8 @@ class ResourceSet(Generic[K]):
         self, resource: K | None, action: int, kind: str, caveat: Caveat | None = None
     ) -> UnauthorizedError | None:
         """Why *action* on *resource* is not allowed, or ``None`` if it is (spec 9.2)."""
-        if self._mixes_wildcard():
+        entries = self.entries
+        if len(entries) > 1 and not entries[0][0]:  # _mixes_wildcard(), without the call
             return BadCaveatError(
                 "unauthorized: bad caveat: cannot specify zero ID along with other IDs",
                 caveat=caveat,
@@ -203,7 +204,7 @@ class ResourceSet(Generic[K]):
             )
         perm = 0xFFFF
         found = False
-        for k, v in self.entries:
+        for k, v in entries:
             if (
                 not k
                 or k == resource
@@ -353,9 +354,11 @@ class IfPresent(Caveat):
 
     def prohibits(self, access: Access) -> UnauthorizedError | None:
         """See the class docstring (spec 9.4)."""
-        action = access_action(access, self)
-        if isinstance(action, UnauthorizedError):
-            return action
+        action = getattr(access, "action", None)
+        if type(action) is not int:  # the general check, for unusual accesses
+            action = access_action(access, self)
+            if isinstance(action, UnauthorizedError):
+                return action
         if self.ifs is None:
             return BadCaveatError("unauthorized: bad caveat: IfPresent with nil ifs", caveat=self)
         relevant = False
