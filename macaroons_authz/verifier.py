@@ -228,13 +228,15 @@ class VerificationCache:
 
     def get(self, key: str) -> CaveatSet | None:
         """The cached caveats for *key*, or ``None`` if absent, expired or held."""
+        now = self._clock()
         with self._lock:
-            if self._lapsed():
+            # _lapsed(), inline: a hit is the hot path, and one clock read serves both checks.
+            if self._lease_until is not None and now > self._lease_until:
                 self._clear()
                 self.misses += 1
                 return None
             entry = self._entries.get(key)
-            if entry is None or self._clock() - entry.stored_at > self.max_age:
+            if entry is None or now - entry.stored_at > self.max_age:
                 if entry is not None:
                     del self._entries[key]
                 self.misses += 1
