@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from macaroons_authz import (
+    MAX_HEADER_LENGTH,
     Action,
     ConfineOrganization,
+    DecodeError,
     FlyAccess,
     MemoryKeyring,
     MemoryRevocationStore,
@@ -258,6 +260,33 @@ def test_cache_key_is_exact_token_strings(tmp_path: Path) -> None:
     assert cache.key(spaced) == cache.key(header)
     with pytest.raises(Exception, match="bad token"):
         verifier.verify(header + ", fm2_AAAA")
+
+
+def test_remembered_header_keys_equal_computed_ones_and_stay_bounded() -> None:
+    verifier, ring, _, cache = make_cached()  # max_entries=2
+    token = org_token(ring.current(), ORG)
+    other = org_token(ring.current(), ORG)
+    headers = [
+        to_header(token),
+        "Bearer " + to_header(token),
+        " " + to_header(token),
+        to_header(other, token),
+        to_header(token, other),
+    ]
+    for _ in range(2):  # computed, then remembered
+        for h in headers:
+            assert cache._key_of(h) == cache.key(h)
+            assert len(cache._header_keys) <= cache.max_entries
+    # Every way of writing one token string shares one entry.
+    for h in headers[:3]:
+        verifier.verify(h)
+    assert cache.hits == 2
+    assert len(cache) == 1
+    with pytest.raises(TypeError, match="must be a str"):
+        cache._key_of(b"FlyV1 fm2_AAAA")  # type: ignore[arg-type]
+    with pytest.raises(DecodeError, match="longer than"):
+        cache._key_of("x" * (MAX_HEADER_LENGTH + 1))
+    assert "x" * (MAX_HEADER_LENGTH + 1) not in cache._header_keys
 
 
 def test_cache_rejects_nonsense_bounds() -> None:
