@@ -244,10 +244,9 @@ class VerificationCache:
 
     def get(self, key: str) -> CaveatSet | None:
         """The cached caveats for *key*, or ``None`` if absent, expired or held."""
-        now = self._clock()
+        now = self._clock()  # one read serves the lease and the age
         with self._lock:
-            # _lapsed(), inline: a hit is the hot path, and one clock read serves both checks.
-            if self._lease_until is not None and now > self._lease_until:
+            if self._lapsed(now):
                 self._clear()
                 self.misses += 1
                 return None
@@ -275,10 +274,11 @@ class VerificationCache:
         were dropped since: the revocation that dropped them may have been
         committed after this verification looked.
         """
+        now = self._clock()
         with self._lock:
-            if self._lapsed() or (stamp is not None and stamp != self._epoch):
+            if self._lapsed(now) or (stamp is not None and stamp != self._epoch):
                 return
-            self._entries[key] = _Entry(caveats, tuple(token_ids), self._clock())
+            self._entries[key] = _Entry(caveats, tuple(token_ids), now)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
@@ -325,10 +325,11 @@ class VerificationCache:
         If the previous lease had already lapsed, every entry is forgotten
         first: what happened while nobody was listening is unknown.
         """
+        now = self._clock()
         with self._lock:
-            if self._lapsed():
+            if self._lapsed(now):
                 self._clear()
-            self._lease_until = self._clock() + seconds
+            self._lease_until = now + seconds
 
     def release(self) -> None:
         """Stop requiring a lease (the default): serve entries until they expire."""
@@ -338,11 +339,12 @@ class VerificationCache:
     @property
     def held(self) -> bool:
         """Whether the cache is refusing hits because its lease lapsed."""
+        now = self._clock()
         with self._lock:
-            return self._lapsed()
+            return self._lapsed(now)
 
-    def _lapsed(self) -> bool:
-        return self._lease_until is not None and self._clock() > self._lease_until
+    def _lapsed(self, now: float) -> bool:
+        return self._lease_until is not None and now > self._lease_until
 
     def _clear(self) -> None:
         self._entries.clear()

@@ -191,8 +191,7 @@ class ResourceSet(Generic[K]):
         self, resource: K | None, action: int, kind: str, caveat: Caveat | None = None
     ) -> UnauthorizedError | None:
         """Why *action* on *resource* is not allowed, or ``None`` if it is (spec 9.2)."""
-        entries = self.entries
-        if len(entries) > 1 and not entries[0][0]:  # _mixes_wildcard(), without the call
+        if self._mixes_wildcard():
             return BadCaveatError(
                 "unauthorized: bad caveat: cannot specify zero ID along with other IDs",
                 caveat=caveat,
@@ -204,7 +203,7 @@ class ResourceSet(Generic[K]):
             )
         perm = 0xFFFF
         found = False
-        for k, v in entries:
+        for k, v in self.entries:
             if (
                 not k
                 or k == resource
