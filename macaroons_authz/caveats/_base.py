@@ -273,20 +273,20 @@ def decode_token_caveats(
     hit = memo.get(whole)
     if hit is not None:
         return list(hit[0]), list(hit[1])
-    lookup = registry.lookup
     caveats: list[Caveat] = []
     packs: list[bytes] = []
     for i in range(0, n, 2):
-        key = pack(items[i : i + 2]) if n > 2 else whole
+        one = items[i : i + 2]
+        key = pack(one) if n > 2 else whole
         hit = memo.get(key)
         if hit is None:
-            cls = lookup(_type_number(items[i]))
-            if cls is None:
-                raise NeedsRawBytes
-            caveat = cls.from_msgpack(items[i + 1], registry, 0)
-            hit = _remember(memo, key, (caveat,), (caveat.packed(),))
-        caveats.extend(hit[0])
-        packs.extend(hit[1])
+            (caveat,) = decode_set_value(one, registry)
+            caveats.append(caveat)
+            packs.append(caveat.packed())
+            _remember(memo, key, (caveat,), (packs[-1],))
+        else:
+            caveats.extend(hit[0])
+            packs.extend(hit[1])
     if n > 2:
         _remember(memo, whole, tuple(caveats), tuple(packs))
     return caveats, packs
@@ -294,13 +294,11 @@ def decode_token_caveats(
 
 def _remember(
     memo: dict[bytes, MemoEntry], key: bytes, caveats: tuple[Caveat, ...], packs: tuple[bytes, ...]
-) -> MemoEntry:
-    entry = caveats, packs, key == pack_set(packs, len(packs))
+) -> None:
     if len(key) <= MEMO_MAX_KEY:
         if len(memo) >= MEMO_ENTRIES:
             memo.clear()
-        memo[key] = entry
-    return entry
+        memo[key] = caveats, packs, key == pack_set(packs, len(packs))
 
 
 def decode_set_bytes(data: bytes, registry: Registry, depth: int = 0) -> tuple[list[Caveat], int]:
