@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 import math
 import re
@@ -40,6 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from . import crypto
 from .caveats._base import Caveat
 from .caveats.auth import (
     DischargeRequest,
@@ -226,9 +226,7 @@ def verify_google_id_token(
         raise NotYetValidError("id_token is not valid yet")
     if nonce is not None:
         got = claims.get("nonce")
-        if not isinstance(got, str) or not hmac.compare_digest(
-            got.encode("utf-8"), nonce.encode("utf-8")
-        ):
+        if not isinstance(got, str) or not crypto.equal(got.encode("utf-8"), nonce.encode("utf-8")):
             raise WrongNonceError("id_token nonce does not match")
     hd = claims.get("hd", "")
     if not isinstance(hd, str):
@@ -251,9 +249,9 @@ def verify_google_id_token(
 
 
 def _b64url(segment: str, what: str) -> bytes:
-    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
+    if not _B64URL.fullmatch(segment):
         raise MalformedIdentityError(f"id_token {what} is not base64url")
-    try:
+    try:  # a length of 4n + 1 fails here
         data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError):
         raise MalformedIdentityError(f"id_token {what} is not base64url") from None

@@ -56,16 +56,12 @@ def _items(value: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(value)
 
 
-def _ints(value: Any) -> tuple[int, ...]:
-    return tuple(value)
-
-
 @attrs.frozen
 class FlyioIdentity:
     """A verified Fly.io login: the user and the organizations they belong to."""
 
     user_id: int
-    organization_ids: tuple[int, ...] = attrs.field(default=(), converter=_ints)
+    organization_ids: tuple[int, ...] = attrs.field(default=(), converter=_items)
 
 
 @attrs.frozen
@@ -83,7 +79,7 @@ class GitHubIdentity:
 
     user_id: int
     login: str = ""
-    org_ids: tuple[int, ...] = attrs.field(default=(), converter=_ints)
+    org_ids: tuple[int, ...] = attrs.field(default=(), converter=_items)
 
 
 @attrs.frozen

@@ -513,6 +513,10 @@ class AllowedRoles(Caveat):
         return cls(json_uint(body, "roles", 0xFFFFFFFF))
 
 
+# What IsMember checks; its prohibits() makes a new error on every call.
+_MEMBER_ONLY = AllowedRoles(Role.MEMBER)
+
+
 @attrs.frozen
 class IsMember(Caveat):
     """The access must be one a plain member may make (type 22); ``AllowedRoles(MEMBER)``."""
@@ -523,7 +527,7 @@ class IsMember(Caveat):
 
     def prohibits(self, access: Access) -> UnauthorizedError | None:
         """As :class:`AllowedRoles` with only the member role."""
-        err = AllowedRoles(Role.MEMBER).prohibits(access)
+        err = _MEMBER_ONLY.prohibits(access)
         if err is not None:
             err.caveat = self
         return err

@@ -254,13 +254,9 @@ class ResourceSet(Generic[K]):
         for k, v in value.items():
             if key_type is int:
                 key: Any = uint(k, f"{what} id")
-            elif type(k) is str and key_type is str:
-                key = k
             else:
                 key = key_type(string(k, f"{what} id"))
-            if type(v) is not int or not 0 <= v <= 0xFFFF:
-                v = _msgpack_action(v, f"{what} actions")
-            entries[key] = v
+            entries[key] = _msgpack_action(v, f"{what} actions")
         return cls._of_sorted(_sort(entries, key_type is int))
 
     @classmethod
