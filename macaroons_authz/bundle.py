@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import datetime
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeGuard
 
 import attrs
 
@@ -37,9 +37,9 @@ from .caveats.caveat_set import CaveatSet
 from .caveats.core import Caveat3P, ValidityWindow
 from .caveats.registry import CaveatRegistry
 from .errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
-from .header import MACAROON_LABELS, decode_token, encode_token, split_header, trim_space
+from .header import MACAROON_LABELS, _decode_payload, encode_token, split_header, trim_space
 from .keyring import Keyring
-from .macaroon import Macaroon, discharge_ticket
+from .macaroon import Macaroon, TrustedThirdParties, discharge_ticket
 from .nonce import Nonce
 from .verifier import Verifier
 
@@ -67,8 +67,6 @@ __all__ = [
 ]
 
 _SCHEME = "FlyV1"
-
-TrustedThirdParties = Mapping[str, Sequence[bytes]]
 
 
 # -- tokens ------------------------------------------------------------------
@@ -194,11 +192,12 @@ class FailedMacaroon(MacaroonToken):
 
 
 def _classify(piece: str, registry: CaveatRegistry | None) -> BundleToken:
-    label, sep, _ = piece.partition("_")
+    label, sep, payload = piece.partition("_")
     if not sep or label not in MACAROON_LABELS:
         return NonMacaroon(piece)
     try:
-        return UnverifiedMacaroon(piece, Macaroon.decode(decode_token(piece), registry))
+        data = _decode_payload(label, sep, payload)
+        return UnverifiedMacaroon(piece, Macaroon.decode(data, registry))
     except DecodeError as exc:
         return MalformedMacaroon(piece, exc)
 
@@ -364,13 +363,23 @@ def _tickets(token: MacaroonToken) -> list[bytes]:
 
 
 def _default_filter(location: str) -> Filter:
+    return _with_discharges(is_kind(NonMacaroon) | at_location(location), location)
+
+
+def _with_discharges(f: FilterLike, location: str) -> Filter:
     def apply(tokens: Sequence[BundleToken]) -> list[BundleToken]:
-        wanted = {ticket for p in _permission_tokens(tokens, location) for ticket in _tickets(p)}
+        kept = {id(t) for t in _apply(f, tokens)}
+        tickets = {
+            ticket
+            for p in _permission_tokens(tokens, location)
+            if id(p) in kept
+            for ticket in _tickets(p)
+        }
         return [
             t
             for t in tokens
-            if isinstance(t, NonMacaroon)
-            or (isinstance(t, MacaroonToken) and (t.location == location or t.nonce.kid in wanted))
+            if id(t) in kept
+            or (isinstance(t, MacaroonToken) and t.location != location and t.nonce.kid in tickets)
         ]
 
     return _FilterFunction(apply)
@@ -475,7 +484,7 @@ class Bundle:
         counts = ", ".join(f"{k}={v}" for k, v in kinds.items())
         return f"<Bundle location={self.location!r} {counts}>"
 
-    def is_permission(self, token: BundleToken) -> bool:
+    def is_permission(self, token: BundleToken) -> TypeGuard[MacaroonToken]:
         """Whether *token* is a permission token (a macaroon for :attr:`location`)."""
         return isinstance(token, MacaroonToken) and token.location == self.location
 
@@ -539,28 +548,7 @@ class Bundle:
 
     def with_discharges(self, f: FilterLike) -> Filter:
         """A filter of the tokens *f* keeps, plus the discharges of kept permission tokens."""
-        location = self.location
-
-        def apply(tokens: Sequence[BundleToken]) -> list[BundleToken]:
-            kept = {id(t) for t in _apply(f, tokens)}
-            tickets = {
-                ticket
-                for p in _permission_tokens(tokens, location)
-                if id(p) in kept
-                for ticket in _tickets(p)
-            }
-            return [
-                t
-                for t in tokens
-                if id(t) in kept
-                or (
-                    isinstance(t, MacaroonToken)
-                    and t.location != location
-                    and t.nonce.kid in tickets
-                )
-            ]
-
-        return _FilterFunction(apply)
+        return _with_discharges(f, self.location)
 
     # -- adding ----------------------------------------------------------
 
@@ -646,7 +634,7 @@ class Bundle:
             verified: list[VerifiedMacaroon] = []
             failures: list[FailedMacaroon] = []
             for i, t in enumerate(tokens):
-                if not (isinstance(t, MacaroonToken) and t.location == self.location):
+                if not self.is_permission(t):
                     continue
                 discharges = [d for x in _tickets(t) for d in discharged.get(x, ())]
                 result = _verify_one(t, keys, discharges, trusted_3ps or {})
@@ -698,7 +686,7 @@ class Bundle:
         with self._lock:
             staged: list[tuple[int, BundleToken]] = []
             for i, t in enumerate(self._tokens):
-                if isinstance(t, MacaroonToken) and t.location == self.location:
+                if self.is_permission(t):
                     staged.append((i, _attenuated(t, caveats)))
             for i, replacement in staged:
                 self._tokens[i] = replacement

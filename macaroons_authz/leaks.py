@@ -194,8 +194,12 @@ def _unescape(raw: str) -> str:
     return _ESCAPE_RE.sub(lambda m: _UNESCAPE[m.group().lower()], raw)
 
 
+def _sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
 def _fingerprint(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()[:_FINGERPRINT_HEX]
+    return _sha256_hex(token)[:_FINGERPRINT_HEX]
 
 
 def _suspicious(payload: str) -> bool:
@@ -369,7 +373,7 @@ def _extract_oauth(buf: str, start: int) -> tuple[_Classified, int, int]:
     assert m is not None
     payload = m.group()
     kind: Kind | None = None
-    if len(payload) >= _MIN_SUSPICIOUS_LENGTH and len(set(payload)) >= _MIN_DISTINCT:
+    if _suspicious(payload):
         kind = "opaque" if len(payload) == _OAUTH_LENGTH else "malformed"
     return _Classified(kind, _OAUTH_LABEL + payload), m.end(), m.end()
 
@@ -602,18 +606,16 @@ def scan_paths(
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
-    for file_path in _walk(paths, on_error):
-        yield from _scan_file(file_path, chunk_size, on_error)
+    handle = on_error or _raise
+    for file_path in _walk(paths, handle):
+        yield from _scan_file(file_path, chunk_size, handle)
 
 
 def _raise(err: OSError) -> None:
     raise err
 
 
-def _walk(
-    paths: _PathArg | Iterable[_PathArg], on_error: Callable[[OSError], None] | None
-) -> Iterator[str]:
-    handle = on_error or _raise
+def _walk(paths: _PathArg | Iterable[_PathArg], handle: Callable[[OSError], None]) -> Iterator[str]:
     roots = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     for root in roots:
         root_s = os.fspath(root)
@@ -639,10 +641,7 @@ def _is_regular(path: str, handle: Callable[[OSError], None]) -> bool:
         return False
 
 
-def _scan_file(
-    path: str, chunk_size: int, on_error: Callable[[OSError], None] | None
-) -> Iterator[Finding]:
-    handle = on_error or _raise
+def _scan_file(path: str, chunk_size: int, handle: Callable[[OSError], None]) -> Iterator[Finding]:
     try:
         f = open(path, "rb")  # noqa: SIM115 - closed by the finally below
     except OSError as err:
@@ -757,7 +756,7 @@ class GitHubPublicKeys:
             keys[ident] = key
             if entry.get("is_current") is True:
                 current.add(ident)
-        return cls(keys, frozenset(current))
+        return cls(keys, current)
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
         """Check the signature GitHub put on *body*; return only if it is genuine.
@@ -814,7 +813,7 @@ class GitHubTokenMatch:
     @property
     def token_hash(self) -> str:
         """SHA-256 hex of the reported string: the ``token_hash`` of feedback."""
-        return hashlib.sha256(self.token.encode("utf-8", "surrogateescape")).hexdigest()
+        return _sha256_hex(self.token)
 
 
 @attrs.frozen
