@@ -51,6 +51,12 @@ def check_root_key(key: object) -> bytes:
     return key
 
 
+def _kid_of(key: bytes, kid: bytes | None) -> bytes:
+    """What a keyring's ``add`` files *key* under: *kid*, or :func:`kid_for_key` of it."""
+    check_root_key(key)
+    return crypto.kid_for_key(key) if kid is None else crypto.check_key(kid, "kid")
+
+
 @attrs.frozen
 class SigningKey:
     """A root key and its KID. The key itself never appears in ``repr``."""
@@ -101,8 +107,7 @@ class MemoryKeyring:
         Raises:
             KeyringError: another key already has this KID.
         """
-        check_root_key(key)
-        kid = crypto.kid_for_key(key) if kid is None else crypto.check_key(kid, "kid")
+        kid = _kid_of(key, kid)
         with self._lock:
             keys = dict(self._keys)
             existing = keys.pop(kid, None)
@@ -216,8 +221,7 @@ class SQLiteKeyring:
         Raises:
             KeyringError: another key already has this KID.
         """
-        check_root_key(key)
-        kid = crypto.kid_for_key(key) if kid is None else crypto.check_key(kid, "kid")
+        kid = _kid_of(key, kid)
         conn = self._db.connection()
         try:
             conn.execute("BEGIN IMMEDIATE")

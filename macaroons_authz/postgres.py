@@ -64,7 +64,6 @@ import contextlib
 import hashlib
 import hmac
 import logging
-import os
 import re
 import threading
 import time
@@ -88,7 +87,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import crypto
 from ._sqlite import StoreError
-from .keyring import KeyringError, SigningKey, UnknownKeyError, check_root_key
+from .keyring import KeyringError, SigningKey, UnknownKeyError, _kid_of
 from .revocation import Revocation, _check_id
 from .verifier import VerificationCache
 
@@ -255,45 +254,37 @@ class _Database:
 
     def check_schema(self, conn: _Conn) -> None:
         """Raise SchemaError unless the schema is exactly at this library's version."""
+        version = self._read_version(conn, prepare=True)
+        self._check_not_newer(version)
+        if version < len(self._migrations):  # the meta table missing included
+            raise SchemaError(self._unmigrated())
+        self._ready = True
+
+    def version(self) -> int:
+        """The schema version in the database (0 if not migrated)."""
+        return self._run_unchecked(self._read_version)
+
+    def _read_version(self, conn: _Conn, prepare: bool = False) -> int:
+        """The recorded version of this component's schema; 0 if none (or no meta table)."""
         try:
             row = conn.execute(
                 self.query("SELECT version FROM {meta} WHERE component = %s", meta=self._meta()),
                 (self.component,),
-                prepare=True,
+                prepare=prepare,
             ).fetchone()
         except psycopg.errors.UndefinedTable:
             if not conn.autocommit:
                 conn.rollback()
-            raise SchemaError(self._unmigrated()) from None
-        version = 0 if row is None else int(row[0])
+            return 0
+        return 0 if row is None else int(row[0])
+
+    def _check_not_newer(self, version: int) -> None:
         latest = len(self._migrations)
         if version > latest:
             raise SchemaError(
                 f"the {self.component} schema in {self.schema!r} is at version {version}, "
                 f"newer than this library knows ({latest})"
             )
-        if version < latest:
-            raise SchemaError(self._unmigrated())
-        self._ready = True
-
-    def version(self) -> int:
-        """The schema version in the database (0 if not migrated)."""
-
-        def read(conn: _Conn) -> int:
-            try:
-                row = conn.execute(
-                    self.query(
-                        "SELECT version FROM {meta} WHERE component = %s", meta=self._meta()
-                    ),
-                    (self.component,),
-                ).fetchone()
-            except psycopg.errors.UndefinedTable:
-                if not conn.autocommit:
-                    conn.rollback()
-                return 0
-            return 0 if row is None else int(row[0])
-
-        return self._run_unchecked(read)
 
     def migrate(self) -> int:
         """Bring the schema to this library's version; return it."""
@@ -310,19 +301,10 @@ class _Database:
                         " component text PRIMARY KEY, version integer NOT NULL)"
                     ).format(meta=self._meta())
                 )
-                row = conn.execute(
-                    sql.SQL("SELECT version FROM {meta} WHERE component = %s").format(
-                        meta=self._meta()
-                    ),
-                    (self.component,),
-                ).fetchone()
-                version = 0 if row is None else int(row[0])
+                # The meta table exists now, so the read cannot fall back to a rollback.
+                version = self._read_version(conn)
+                self._check_not_newer(version)
                 latest = len(self._migrations)
-                if version > latest:
-                    raise SchemaError(
-                        f"the {self.component} schema in {self.schema!r} is at version "
-                        f"{version}, newer than this library knows ({latest})"
-                    )
                 for step in self._migrations[version:]:
                     conn.execute(step)
                 conn.execute(
@@ -342,8 +324,6 @@ class _Database:
         try:
             with self.pool.connection() as conn:
                 return fn(conn)
-        except StoreError:
-            raise
         except (PoolTimeout, PoolClosed) as exc:
             raise StoreError(
                 f"{self.component}: no database connection: {_first_line(exc)}"
@@ -381,7 +361,7 @@ class _Sealer:
         self.current = _kek_id(kek)
 
     def seal(self, kid: bytes, key: bytes) -> tuple[bytes, bytes, bytes]:
-        nonce = os.urandom(_NONCE_SIZE)
+        nonce = crypto.random_bytes(_NONCE_SIZE)
         return self.current, nonce, self._aeads[self.current].encrypt(nonce, key, _AAD_PREFIX + kid)
 
     def open(self, kid: bytes, kek_id: bytes, nonce: bytes, sealed: bytes) -> bytes:
@@ -537,8 +517,7 @@ class PostgresKeyring(_Store):
         Raises:
             KeyringError: another key already has this KID.
         """
-        check_root_key(key)
-        kid = crypto.kid_for_key(key) if kid is None else crypto.check_key(kid, "kid")
+        kid = _kid_of(key, kid)
         kek_id, nonce, sealed = self._sealer.seal(kid, key)
 
         def write(conn: _Conn) -> None:
@@ -985,11 +964,10 @@ class PostgresInvalidator:
                 events = [n.payload for n in conn.notifies(timeout=wait, stop_after=1)]
                 if events:
                     events += [n.payload for n in conn.notifies(timeout=0)]
-                wake = bool(events)
                 for payload in events:
                     if payload.startswith("key remove "):
                         self.cache.purge()
-                if wake or time.monotonic() >= next_poll:
+                if events or time.monotonic() >= next_poll:
                     self._poll(conn)
                     next_poll = time.monotonic() + self.heartbeat
 

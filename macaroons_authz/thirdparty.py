@@ -307,6 +307,8 @@ class _FlowStore:
         return flow, poll_secret
 
     def pending(self, user_secret: str) -> _Flow:
+        if not isinstance(user_secret, str) or not _SECRET.fullmatch(user_secret):
+            raise FlowNotFoundError("no pending flow for this secret")
         with self._lock:
             poll_key = self._by_user.get("u" + _digest(user_secret.encode("ascii")))
             flow = self._live(self._flows.get(poll_key or ""))
@@ -325,6 +327,8 @@ class _FlowStore:
 
     def take(self, poll_secret: str) -> tuple[int, dict[str, Any]] | None:
         """The result (deleting the flow), ``(202, ...)`` while pending, ``None`` if unknown."""
+        if not _SECRET.fullmatch(poll_secret):
+            return None
         with self._lock:
             flow = self._live(self._flows.get("p" + _digest(poll_secret.encode("ascii"))))
             if flow is None:
@@ -428,8 +432,6 @@ class DischargeService:
         """
         if not isinstance(decision, (Approve, Refuse, DischargeRequest)):
             raise TypeError("complete() needs Approve, Refuse or a DischargeRequest")
-        if not isinstance(user_secret, str) or not _SECRET.fullmatch(user_secret):
-            raise FlowNotFoundError("no pending flow for this secret")
         flow = self._store.pending(user_secret)
         if isinstance(decision, Refuse):
             self._store.finish(flow, 200, {"error": decision.message})
@@ -446,8 +448,6 @@ class DischargeService:
         Raises:
             FlowNotFoundError: no pending flow has this user secret.
         """
-        if not isinstance(user_secret, str) or not _SECRET.fullmatch(user_secret):
-            raise FlowNotFoundError("no pending flow for this secret")
         return _pending(self._store.pending(user_secret))
 
     def _mint(
@@ -544,7 +544,7 @@ class DischargeService:
         return 201, {"poll_url": poll_url}
 
     def _poll(self, secret: str) -> tuple[int, dict[str, Any]]:
-        result = self._store.take(secret) if _SECRET.fullmatch(secret) else None
+        result = self._store.take(secret)
         if result is None:
             raise _HTTPError(404, "not found")
         return result
@@ -778,9 +778,8 @@ class DischargeClient:
         elif isinstance(doc.get("user_interactive"), dict):
             ui = doc["user_interactive"]
             poll_url, user_url = ui.get("poll_url"), ui.get("user_url")
-            if not (isinstance(poll_url, str) and poll_url and isinstance(user_url, str)):
-                raise DischargeError("bad discharge response")
-            if not user_url:
+            urls_ok = isinstance(poll_url, str) and isinstance(user_url, str)
+            if not (urls_ok and poll_url and user_url):
                 raise DischargeError("bad discharge response")
             if self._open_user_url is None:
                 raise UserInteractionRequiredError("missing user-url callback")
@@ -850,10 +849,11 @@ class DischargeClient:
 def _check_discharge(discharge: object, ticket: bytes) -> str:
     if not isinstance(discharge, str):
         raise DischargeError("bad discharge response")
+    discharge = discharge.strip()
     try:
-        token = Macaroon.decode(decode_token(discharge.strip()))
+        token = Macaroon.decode(decode_token(discharge))
     except DecodeError:
         raise DischargeError("bad discharge response: not a macaroon") from None
     if token.nonce.kid != ticket:
         raise DischargeError("bad discharge response: discharge is for another ticket")
-    return discharge.strip()
+    return discharge
