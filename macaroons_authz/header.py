@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 
+from .caveats._base import unb64
 from .caveats.registry import CaveatRegistry
 from .errors import DecodeError
 from .macaroon import Macaroon
@@ -126,9 +127,7 @@ def _decode_payload(label: str, sep: str, payload: str) -> bytes:
     if "\n" in payload or "\r" in payload:
         payload = payload.replace("\r", "").replace("\n", "")
     try:
-        # Strict mode checks the alphabet and padding in C, as
-        # b64decode(validate=True) does with a regular expression first.
-        data = binascii.a2b_base64(payload, strict_mode=True)
+        data = unb64(payload)
     except (binascii.Error, ValueError):
         raise DecodeError("bad token: invalid base64") from None
     if not data:

@@ -110,6 +110,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import crypto
+from .caveats._base import unb64
 from .errors import DecodeError, VerificationError
 from .macaroon import Macaroon
 from .nonce import Nonce
@@ -328,10 +329,8 @@ def _ends_padded(piece: str) -> bool:
 
 def _classify_macaroon(label: str, payload: str) -> _Classified:
     try:
-        # Strict, as Go's StdEncoding: the standard alphabet (which is all a
-        # run holds) and exactly the padding that fills the last quantum.
-        data = binascii.a2b_base64(payload, strict_mode=True)
-        if data and not len(payload) % 4:
+        data = unb64(payload)  # as Go's StdEncoding
+        if data:
             return _Classified("token", label + payload, Macaroon.decode(data), data)
     except (binascii.Error, ValueError):  # DecodeError is a ValueError
         pass

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from . import _msgpack
-from .caveats._base import blob
+from .caveats._base import blob, unb64
 from .errors import DecodeError
 
 __all__ = ["Nonce"]
@@ -96,7 +96,7 @@ class Nonce:
         """Parse the JSON form made by :meth:`to_json`."""
         try:
             value = json.loads(text)
-            raw = base64.b64decode(value, validate=True)
+            raw = unb64(value)
         except (ValueError, TypeError, binascii.Error):
             raise DecodeError("nonce JSON must be a base64 string") from None
         return cls.decode(raw)

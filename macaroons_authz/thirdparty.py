@@ -47,7 +47,7 @@ import attrs
 
 from . import crypto
 from .bundle import Bundle, UnverifiedMacaroon
-from .caveats._base import Caveat
+from .caveats._base import Caveat, unb64
 from .caveats.auth import DischargeRequest
 from .caveats.caveat_set import CaveatSet
 from .caveats.core import ValidityWindow
@@ -622,7 +622,7 @@ def _read_ticket(environ: WSGIEnvironment, max_body: int) -> bytes:
     if not isinstance(value, str) or not value:
         raise _HTTPError(400, "missing ticket")
     try:
-        return base64.b64decode(value, validate=True)
+        return unb64(value)
     except (binascii.Error, ValueError):
         raise _HTTPError(400, "ticket is not base64") from None
 

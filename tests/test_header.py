@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from macaroons_authz import (
     MAX_HEADER_LENGTH,
@@ -13,6 +16,7 @@ from macaroons_authz import (
     ActionCaveat,
     DecodeError,
     Macaroon,
+    Nonce,
     decode_token,
     discharge_ticket,
     encode_token,
@@ -20,6 +24,7 @@ from macaroons_authz import (
     parse_permission_and_discharge_tokens,
     to_header,
 )
+from macaroons_authz.caveats._base import json_blob, unb64
 from macaroons_authz.header import strip_scheme
 
 LOC = "https://api.example/v1"
@@ -198,6 +203,10 @@ def test_label_ends_at_the_first_underscore() -> None:
         "-_8=",  # URL-safe alphabet
         "!!!!",
         "QUJD\u00e9",
+        # Padding after a full quantum: Python's strict mode takes it, Go does not.
+        "QUJD=",
+        "QUJD====",
+        "QUJDRA===",
     ],
 )
 def test_bad_base64_is_a_decode_error(payload: str) -> None:
@@ -314,3 +323,21 @@ def test_non_str_input_is_a_type_error(value: object) -> None:
         decode_token(value)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         parse_permission_and_discharge_tokens(value, LOC)  # type: ignore[arg-type]
+
+
+@given(st.binary(max_size=40), st.integers(min_value=1, max_value=4))
+def test_only_the_exact_padded_form_decodes_as_in_go(data: bytes, extra: int) -> None:
+    text = base64.b64encode(data).decode("ascii")
+    assert unb64(text) == data
+    with pytest.raises(binascii.Error):
+        unb64(text + "=" * extra)
+
+
+def test_json_byte_fields_refuse_excess_padding_too() -> None:
+    with pytest.raises(DecodeError):
+        json_blob("QUJD=", "ticket")
+    assert json_blob("QUJD", "ticket") == b"ABC"
+    nonce = Nonce(b"kid", b"r" * 16, False)
+    assert Nonce.from_json(nonce.to_json()) == nonce
+    with pytest.raises(DecodeError):
+        Nonce.from_json(nonce.to_json()[:-1] + '="')
