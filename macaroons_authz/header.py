@@ -85,12 +85,13 @@ def trim_space(text: str) -> str:
 
 def strip_scheme(header: str) -> str:
     """Drop leading ``FlyV1``/``Bearer`` schemes (any case, repeated) and outer spaces."""
-    while True:
-        header = header.strip(_GO_SPACE)
-        first, sep, rest = header.partition(" ")
-        if not sep or first.lower() not in _SCHEMES:
-            return header
-        header = rest
+    header = header.strip(_GO_SPACE)
+    while " " in header:
+        first, _, rest = header.partition(" ")
+        if first.lower() not in _SCHEMES:
+            break
+        header = rest.strip(_GO_SPACE)
+    return header
 
 
 def split_header(header: str) -> list[str]:

@@ -111,7 +111,7 @@ class Verifier:
             ids = [str(t.nonce.uuid) for t in (token, *discharges)]
         if self._revocations is not None and any(map(self._revocations.is_revoked, ids)):
             raise VerificationError("token revoked")
-        kid = token.nonce.kid or b""
+        kid = token._kid or b""
         root_key = self._keyring.key_for(kid)
         if root_key is None:
             raise VerificationError(f"unknown KID {kid.hex()}")

@@ -186,6 +186,8 @@ def _fields(token: Macaroon) -> tuple[object, ...]:
         token._packs(),
         token._tail,
         token._nonce_packed,
+        token._kid,
+        token._proof,
         token._finalized,
     )
 
