@@ -89,9 +89,11 @@ class Macaroon:
         # The nonce's canonical bytes: the first MAC input, and in encodings.
         self._nonce_packed = nonce.encode()
         self.location = location
-        self._caveats = list(caveats)
+        # Tuples, never changed in place: add() replaces them, so they can be
+        # shared with the decode memo and with CaveatSet without copies.
+        self._caveats = tuple(caveats)
         # The caveats' one-caveat encodings (the MAC inputs), made when first needed.
-        self._packed: list[bytes] | None = None
+        self._packed: tuple[bytes, ...] | None = None
         self._tail = tail
         self._finalized = finalized
 
@@ -102,8 +104,8 @@ class Macaroon:
         kid: bytes,
         proof: bool,
         location: str,
-        caveats: list[Caveat],
-        packs: list[bytes],
+        caveats: tuple[Caveat, ...],
+        packs: tuple[bytes, ...],
         tail: bytes,
     ) -> Macaroon:
         """A decoded token whose nonce bytes *nonce_packed* are canonical.
@@ -199,8 +201,7 @@ class Macaroon:
         # As Go: duplicates are dropped first, then the rules are checked on
         # what is left; third-party caveats already present count wherever
         # they sit (Go's GetCaveats descends into IfPresent).
-        packs = self._packs()
-        seen = set(packs)
+        seen = set(self._packs())
         locations = {c.location for c in self.unsafe_caveats.of_type(Caveat3P)}
         todo: list[tuple[Caveat, bytes]] = []
         for cav in caveats:
@@ -217,20 +218,26 @@ class Macaroon:
                     raise AttenuationError(f"attempting to add multiple 3ps for {cav.location}")
                 locations.add(cav.location)
             todo.append((cav, packed))
+        added: list[Caveat] = []
+        packs = list(self._packs())
+        tail = self._tail
         for cav, packed in todo:
             if isinstance(cav, Caveat3P) and cav.discharge_key is not None:
                 # Each token gets its own sealing of the discharge key under
                 # its current tail; the ticket is shared.
                 cav = Caveat3P(
                     cav.location,
-                    crypto.seal(self._tail, cav.discharge_key),
+                    crypto.seal(tail, cav.discharge_key),
                     cav.ticket,
                     discharge_key=cav.discharge_key,
                 )
                 packed = cav.packed()
-            self._caveats.append(cav)
+            added.append(cav)
             packs.append(packed)
-            self._tail = crypto.mac(self._tail, packed)
+            tail = crypto.mac(tail, packed)
+        self._caveats += tuple(added)
+        self._packed = tuple(packs)
+        self._tail = tail
 
     def add_3p(self, key: bytes, location: str, *caveats: Caveat) -> None:
         """Add a third-party caveat: a discharge from *location* becomes required.
@@ -270,10 +277,10 @@ class Macaroon:
                 out.setdefault(cav.location, []).append(cav.ticket)
         return out
 
-    def _packs(self) -> list[bytes]:
+    def _packs(self) -> tuple[bytes, ...]:
         packs = self._packed
         if packs is None:
-            packs = self._packed = [c.packed() for c in self._caveats]
+            packs = self._packed = tuple(c.packed() for c in self._caveats)
         return packs
 
     def copy(self) -> Macaroon:
@@ -344,7 +351,7 @@ class Macaroon:
         except NeedsRawBytes:
             spans, _ = _msgpack.array_items(data)
             start, end = spans[2]
-            caveats, packs = decode_set_bytes(data[start:end], reg)[0], None
+            caveats, packs = tuple(decode_set_bytes(data[start:end], reg)[0]), None
         token._caveats = caveats
         token._packed = packs
         return token
@@ -547,8 +554,8 @@ def _decode_known(data: bytes, memo: dict[bytes, MemoEntry]) -> Macaroon | None:
         data[4:rnd_at],
         proof,
         data[at:set_at].decode("utf-8", "surrogateescape"),
-        list(hit[0]),
-        list(hit[1]),
+        hit[0],
+        hit[1],
         data[tail_at + 2 :],
     )
 

@@ -41,7 +41,7 @@ def test_memo_hits_give_the_same_caveats_and_mac_inputs() -> None:
     assert len(DEFAULT_REGISTRY.memo) == 3
     second = Macaroon.decode(data)
     assert first.unsafe_caveats == second.unsafe_caveats
-    assert second._packed == [c.packed() for c in token.unsafe_caveats]
+    assert second._packed == tuple(c.packed() for c in token.unsafe_caveats)
     assert second.verify(KEY) == token.verify(KEY)
 
 

@@ -250,7 +250,7 @@ MemoEntry = tuple[tuple[Caveat, ...], tuple[bytes, ...], bool]
 
 def decode_token_caveats(
     items: Any, registry: Registry, memo: dict[bytes, MemoEntry] | None, raw: bytes | None = None
-) -> tuple[list[Caveat], list[bytes] | None]:
+) -> tuple[tuple[Caveat, ...], tuple[bytes, ...] | None]:
     """A token's caveats and, with a *memo*, their canonical MAC inputs.
 
     The memo maps bytes that begin with the encoding of a caveat set (the
@@ -266,13 +266,13 @@ def decode_token_caveats(
         NeedsRawBytes: the set holds an unregistered caveat.
     """
     if memo is None:
-        return decode_set_value(items, registry), None
+        return tuple(decode_set_value(items, registry)), None
     n = _check_set(items, 0)
     pack = _msgpack.pack
     whole = pack(items) if raw is None else raw
     hit = memo.get(whole)
     if hit is not None:
-        return list(hit[0]), list(hit[1])
+        return hit[0], hit[1]
     caveats: list[Caveat] = []
     packs: list[bytes] = []
     for i in range(0, n, 2):
@@ -287,9 +287,10 @@ def decode_token_caveats(
         else:
             caveats.extend(hit[0])
             packs.extend(hit[1])
+    result = tuple(caveats), tuple(packs)
     if n > 2:
-        _remember(memo, whole, tuple(caveats), tuple(packs))
-    return caveats, packs
+        _remember(memo, whole, *result)
+    return result
 
 
 def _remember(

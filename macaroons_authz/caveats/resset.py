@@ -146,6 +146,12 @@ def _sort(entries: dict[Any, int], int_keys: bool) -> tuple[tuple[Any, int], ...
     return tuple(sorted(entries.items(), key=_byte_key))
 
 
+def _index_of(entries: tuple[tuple[Any, int], ...]) -> dict[Any, int] | None:
+    if any(not k or type(k) is Prefix for k, _ in entries):
+        return None
+    return {k: v & 0xFFFF for k, v in entries}
+
+
 def _byte_key(item: tuple[Any, int]) -> Any:
     key = item[0]
     return key.encode("utf-8", "surrogateescape") if isinstance(key, str) else key
@@ -166,6 +172,13 @@ class ResourceSet(Generic[K]):
     """
 
     entries: tuple[tuple[K, int], ...] = attrs.field(converter=_sorted_entries)
+    # The entries as a dict when no key is a wildcard or a Prefix (else
+    # None): then an id matches at most one key, and prohibits() finds it
+    # with one lookup instead of a scan.
+    _index: dict[K, int] | None = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_index", _index_of(self.entries))
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -191,27 +204,24 @@ class ResourceSet(Generic[K]):
         self, resource: K | None, action: int, kind: str, caveat: Caveat | None = None
     ) -> UnauthorizedError | None:
         """Why *action* on *resource* is not allowed, or ``None`` if it is (spec 9.2)."""
-        if self._mixes_wildcard():
-            return BadCaveatError(
-                "unauthorized: bad caveat: cannot specify zero ID along with other IDs",
-                caveat=caveat,
-            )
-        if resource is None:
-            return ResourceUnspecifiedError(
-                f"unauthorized: bad data for token verification: must specify {kind}",
-                caveat=caveat,
-            )
-        perm = 0xFFFF
-        found = False
-        for k, v in self.entries:
-            if (
-                not k
-                or k == resource
-                or (isinstance(k, Prefix) and isinstance(resource, str) and resource.startswith(k))
-            ):
-                perm &= v
-                found = True
-        if not found:
+        index = self._index
+        # Only exact ints and strs: for them a dict lookup is exactly the
+        # scan's ==, and they are what accesses hold.
+        if index is not None and (type(resource) is int or type(resource) is str):
+            perm = index.get(resource)
+        else:
+            if self._mixes_wildcard():
+                return BadCaveatError(
+                    "unauthorized: bad caveat: cannot specify zero ID along with other IDs",
+                    caveat=caveat,
+                )
+            if resource is None:
+                return ResourceUnspecifiedError(
+                    f"unauthorized: bad data for token verification: must specify {kind}",
+                    caveat=caveat,
+                )
+            perm = self._scan(resource)
+        if perm is None:
             return UnauthorizedForResourceError(
                 f"unauthorized for {kind} {resource}", caveat=caveat
             )
@@ -222,6 +232,21 @@ class ResourceSet(Generic[K]):
                 caveat=caveat,
             )
         return None
+
+    def _scan(self, resource: object) -> int | None:
+        # The actions of every key matching *resource*, intersected (as
+        # 16-bit masks), or None if none matches.
+        perm = 0xFFFF
+        found = False
+        for k, v in self.entries:
+            if (
+                not k
+                or k == resource
+                or (isinstance(k, Prefix) and isinstance(resource, str) and resource.startswith(k))
+            ):
+                perm &= v
+                found = True
+        return perm if found else None
 
     # -- coding ------------------------------------------------------------
 
@@ -264,6 +289,7 @@ class ResourceSet(Generic[K]):
         # Decoding builds sorted, checked entries itself: skip the converter.
         rs = object.__new__(cls)
         object.__setattr__(rs, "entries", entries)
+        object.__setattr__(rs, "_index", _index_of(entries))
         return rs
 
     @classmethod
