@@ -353,6 +353,43 @@ def test_caveat_outcome(
 CMD_IF = [IfPresent([Commands([Command(None)])], D)]
 
 
+class _ResourcesWithoutAction:
+    """An access of a kind of its own: resources, and no action attribute."""
+
+    org_id = 1
+    app_id = 2
+    machine = None
+    feature = None
+
+    def now(self) -> float:
+        return T0
+
+    def validate(self) -> None:
+        pass
+
+
+class _ResourcesWithTextAction(_ResourcesWithoutAction):
+    action = "r"
+
+
+@pytest.mark.parametrize("access", [_ResourcesWithoutAction(), _ResourcesWithTextAction()])
+@pytest.mark.parametrize(
+    "caveat",
+    [
+        Organization(1, ALL),
+        Apps({2: ALL}),
+        IfPresent((FeatureSet({"wg": ALL}),), ALL),
+        IfPresent((Machines({"m": ALL}),), ALL),
+    ],
+    ids=["org", "apps", "if-present-feature", "if-present-machine"],
+)
+def test_an_access_without_an_integer_action_is_invalid(caveat: Caveat, access: Any) -> None:
+    # Caveats read the action as an attribute on their fast path; an access
+    # that lacks one, or holds something else, still gets the plain answer.
+    err = assert_prohibits(caveat, access, Invalid)
+    assert str(err).endswith(f"{caveat.name} needs an action")
+
+
 @pytest.mark.parametrize(
     ("access", "causes"),
     [

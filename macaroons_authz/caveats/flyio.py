@@ -144,15 +144,19 @@ class Organization(Caveat):
 
     def prohibits(self, access: Access) -> UnauthorizedError | None:
         """The access's organization must be :attr:`id` and its action within :attr:`mask`."""
-        org = getattr(access, "org_id", _MISSING)
-        if org is _MISSING:
+        try:
+            org = access.org_id  # type: ignore[attr-defined]
+        except AttributeError:
             missing: UnauthorizedError = _attr(access, "org_id", self)
             return missing
         if org is None:
             return _unspecified(self, "an org")
         if self.id != 0 and org != self.id:
             return UnauthorizedForResourceError(f"unauthorized for org {org}", caveat=self)
-        action = getattr(access, "action", None)
+        try:  # an attribute read, not getattr(): a third of this check's cost
+            action = access.action  # type: ignore[attr-defined]
+        except AttributeError:
+            action = None
         if type(action) is not int:  # the general check, for unusual accesses
             action = access_action(access, self)
             if isinstance(action, UnauthorizedError):
@@ -206,7 +210,10 @@ class _ResourceSetCaveat(Caveat):
         if resource is _MISSING:
             missing: UnauthorizedError = _attr(access, self._access_attr, self)
             return missing
-        action = getattr(access, "action", None)
+        try:  # an attribute read, not getattr(): a third of this check's cost
+            action = access.action  # type: ignore[attr-defined]
+        except AttributeError:
+            action = None
         if type(action) is not int:  # the general check, for unusual accesses
             action = access_action(access, self)
             if isinstance(action, UnauthorizedError):
@@ -222,10 +229,15 @@ class _ResourceSetCaveat(Caveat):
         # an integer action, and the set is well formed.
         if getattr(access, self._access_attr, _MISSING) is not None:
             return False
-        if not isinstance(getattr(access, "action", None), int):
+        try:
+            action = access.action  # type: ignore[attr-defined]
+        except AttributeError:
+            return False
+        if not isinstance(action, int):
             return False
         rs: ResourceSet[Any] | None = getattr(self, self._json_key)
-        return rs is None or not rs._mixes_wildcard()
+        # A set with an index has no wildcard key, so none mixed with others.
+        return rs is None or rs._index is not None or not rs._mixes_wildcard()
 
     def to_msgpack(self) -> Any:
         rs = self.resources
