@@ -439,6 +439,18 @@ def test_unfinalized_proof_cannot_be_verified() -> None:
     p.token.verify(p.key, [dm])
 
 
+def test_the_nonce_of_a_token_is_read_only_and_decodes_to_the_signed_bytes() -> None:
+    token = Macaroon.new(b"kid", "loc", b"k" * 32)
+    token.add(Organization(1, Action.ALL))
+    data = token.encode()
+    for _ in range(2):  # the second decode takes the memo's known-token path
+        decoded = Macaroon.decode(data)
+        assert decoded.nonce == token.nonce
+        assert decoded.nonce.encode() == data[1 : 1 + len(token.nonce.encode())]
+        with pytest.raises(AttributeError):
+            decoded.nonce = token.nonce  # type: ignore[misc]
+
+
 def test_proof_is_finalized_by_its_first_encoding_only() -> None:
     p = _party()
     dm = p.discharge()
