@@ -77,7 +77,7 @@ except ImportError:  # pragma: no cover - CPython without OpenSSL
 
 def mac(key: bytes, msg: bytes) -> bytes:
     """HMAC-SHA256: one step of the chain."""
-    return _hmac_new(key, msg, digestmod="sha256").digest()
+    return _hmac_new(key, msg, "sha256").digest()
 
 
 def chain(key: bytes, msgs: Iterable[bytes]) -> list[bytes]:
@@ -88,7 +88,7 @@ def chain(key: bytes, msgs: Iterable[bytes]) -> list[bytes]:
     new = _hmac_new
     tails = []
     for msg in msgs:
-        key = new(key, msg, digestmod="sha256").digest()
+        key = new(key, msg, "sha256").digest()
         tails.append(key)
     return tails
 
