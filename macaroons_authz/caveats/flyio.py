@@ -153,7 +153,7 @@ class Organization(Caveat):
             return _unspecified(self, "an org")
         if self.id != 0 and org != self.id:
             return UnauthorizedForResourceError(f"unauthorized for org {org}", caveat=self)
-        try:  # an attribute read, not getattr(): a third of this check's cost
+        try:  # not getattr() with a default, which costs seven attribute reads
             action = access.action  # type: ignore[attr-defined]
         except AttributeError:
             action = None
@@ -210,7 +210,7 @@ class _ResourceSetCaveat(Caveat):
         if resource is _MISSING:
             missing: UnauthorizedError = _attr(access, self._access_attr, self)
             return missing
-        try:  # an attribute read, not getattr(): a third of this check's cost
+        try:  # not getattr() with a default, which costs seven attribute reads
             action = access.action  # type: ignore[attr-defined]
         except AttributeError:
             action = None

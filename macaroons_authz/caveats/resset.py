@@ -375,7 +375,7 @@ class IfPresent(Caveat):
 
     def prohibits(self, access: Access) -> UnauthorizedError | None:
         """See the class docstring (spec 9.4)."""
-        try:  # an attribute read, not getattr(): a third of this check's cost
+        try:  # not getattr() with a default, which costs seven attribute reads
             action = access.action  # type: ignore[attr-defined]
         except AttributeError:
             action = None
