@@ -124,9 +124,6 @@ def _decode_payload(label: str, sep: str, payload: str) -> bytes:
         raise DecodeError("bad token: no label")
     if label not in MACAROON_LABELS:
         raise DecodeError("bad token: invalid token prefix")
-    # Go's decoder skips line breaks inside base64; nothing else is tolerated.
-    if "\n" in payload or "\r" in payload:
-        payload = payload.replace("\r", "").replace("\n", "")
     try:
         data = unb64(payload)
     except (binascii.Error, ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 
 import pytest
@@ -14,6 +15,8 @@ from macaroons_authz import (
     MAX_HEADER_LENGTH,
     MAX_HEADER_TOKENS,
     ActionCaveat,
+    BindToParentToken,
+    CaveatSet,
     DecodeError,
     Macaroon,
     Nonce,
@@ -331,6 +334,24 @@ def test_only_the_exact_padded_form_decodes_as_in_go(data: bytes, extra: int) ->
     assert unb64(text) == data
     with pytest.raises(binascii.Error):
         unb64(text + "=" * extra)
+
+
+@pytest.mark.parametrize("brk", ["\n", "\r\n", "\r"])
+def test_json_byte_fields_skip_line_breaks_as_go_does(brk: str) -> None:
+    # Go's encoding/json decodes []byte with base64.StdEncoding, which skips
+    # \r and \n anywhere in the text; other white space is still refused.
+    assert json_blob(f"QU{brk}JD", "ticket") == b"ABC"
+    assert json_blob(f"QUJD{brk}", "ticket") == b"ABC"
+    with pytest.raises(DecodeError):
+        json_blob("QU JD", "ticket")
+    with pytest.raises(DecodeError):
+        json_blob(f"QUJD={brk}", "ticket")
+    nonce = Nonce(b"kid", b"r" * 16, False)
+    text = nonce.to_json()
+    assert Nonce.from_json(text[:6] + json.dumps(brk)[1:-1] + text[6:]) == nonce
+    caveats = CaveatSet([BindToParentToken(b"x" * 16)])
+    body = caveats.to_json().replace("eHh4", "eHh4" + json.dumps(brk)[1:-1], 1)
+    assert CaveatSet.from_json(body) == caveats
 
 
 def test_json_byte_fields_refuse_excess_padding_too() -> None:

@@ -498,13 +498,17 @@ def json_string(value: Any, what: str) -> str:
 def unb64(text: str) -> bytes:
     """Standard, padded base64, decoded as Go's ``base64.StdEncoding`` decodes it.
 
-    Strict mode checks the alphabet and the padding in C, but it still takes
-    ``=`` beyond what fills the last quantum (``"QUJD="``), which Go refuses;
-    so the text must also be exactly as long as the padded encoding.
+    Go's decoder skips line breaks (CR and LF) wherever they are, and
+    nothing else. Strict mode checks the alphabet and the padding in C, but
+    it still takes ``=`` beyond what fills the last quantum (``"QUJD="``),
+    which Go refuses; so the text must also be exactly as long as the
+    padded encoding.
 
     Raises:
         binascii.Error: not such base64 (``ValueError`` if not ASCII).
     """
+    if "\n" in text or "\r" in text:
+        text = text.replace("\r", "").replace("\n", "")
     data = binascii.a2b_base64(text, strict_mode=True)
     if len(text) != (len(data) + 2) // 3 * 4:
         raise binascii.Error("padding beyond the last quantum")
