@@ -40,7 +40,7 @@ def operations(n_caveats: int) -> dict[str, Callable[[], object]]:
     """The operations that can be counted, on a token of *n_caveats* caveats."""
     ring = MemoryKeyring([KEY])
     token = Macaroon.new(ring.current().kid, LOCATION, KEY)
-    token.add(*caveats(n_caveats))  # type: ignore[arg-type]
+    token.add(*caveats(n_caveats))
     data = token.encode()
     header = to_header(data)
     verifier = Verifier(ring)

@@ -43,7 +43,9 @@ from .resset import (
     access_action,
     action_error,
     action_letters,
-    resource_set_field,
+    int_resources,
+    prefix_resources,
+    str_resources,
 )
 
 if TYPE_CHECKING:
@@ -264,7 +266,7 @@ class _ResourceSetCaveat(Caveat):
 class Volumes(_ResourceSetCaveat):
     """Restricts to volumes by id (type 2)."""
 
-    volumes: ResourceSet[str] | None = resource_set_field(str)
+    volumes: ResourceSet[str] | None = attrs.field(converter=str_resources)
 
     type_number = 2
     name = "Volumes"
@@ -277,7 +279,7 @@ class Volumes(_ResourceSetCaveat):
 class Apps(_ResourceSetCaveat):
     """Restricts to apps by numeric id (type 3); id ``0`` is every app."""
 
-    apps: ResourceSet[int] | None = resource_set_field(int)
+    apps: ResourceSet[int] | None = attrs.field(converter=int_resources)
 
     type_number = 3
     name = "Apps"
@@ -292,7 +294,7 @@ class Apps(_ResourceSetCaveat):
 class FeatureSet(_ResourceSetCaveat):
     """Restricts to organization features, e.g. ``wg``, ``builder`` (type 5)."""
 
-    features: ResourceSet[str] | None = resource_set_field(str)
+    features: ResourceSet[str] | None = attrs.field(converter=str_resources)
 
     type_number = 5
     name = "FeatureSet"
@@ -305,7 +307,7 @@ class FeatureSet(_ResourceSetCaveat):
 class Machines(_ResourceSetCaveat):
     """Restricts to Machines by id (type 7)."""
 
-    machines: ResourceSet[str] | None = resource_set_field(str)
+    machines: ResourceSet[str] | None = attrs.field(converter=str_resources)
 
     type_number = 7
     name = "Machines"
@@ -318,7 +320,7 @@ class Machines(_ResourceSetCaveat):
 class MachineFeatureSet(_ResourceSetCaveat):
     """Restricts to Machine features, e.g. ``metadata`` (type 14)."""
 
-    features: ResourceSet[str] | None = resource_set_field(str)
+    features: ResourceSet[str] | None = attrs.field(converter=str_resources)
 
     type_number = 14
     name = "MachineFeatureSet"
@@ -331,7 +333,7 @@ class MachineFeatureSet(_ResourceSetCaveat):
 class Clusters(_ResourceSetCaveat):
     """Restricts to LiteFS Cloud clusters by name (type 16)."""
 
-    clusters: ResourceSet[str] | None = resource_set_field(str)
+    clusters: ResourceSet[str] | None = attrs.field(converter=str_resources)
 
     type_number = 16
     name = "Clusters"
@@ -344,7 +346,7 @@ class Clusters(_ResourceSetCaveat):
 class AppFeatureSet(_ResourceSetCaveat):
     """Restricts to app features, e.g. ``images`` (type 28)."""
 
-    features: ResourceSet[str] | None = resource_set_field(str)
+    features: ResourceSet[str] | None = attrs.field(converter=str_resources)
 
     type_number = 28
     name = "AppFeatureSet"
@@ -357,7 +359,7 @@ class AppFeatureSet(_ResourceSetCaveat):
 class StorageObjects(_ResourceSetCaveat):
     """Restricts to storage objects by URL prefix (type 29); matching prefixes intersect."""
 
-    storage_objects: ResourceSet[str] | None = resource_set_field(Prefix)
+    storage_objects: ResourceSet[str] | None = attrs.field(converter=prefix_resources)
 
     type_number = 29
     name = "StorageObjects"

@@ -311,17 +311,37 @@ class ResourceSet(Generic[K]):
         return cls(entries)
 
 
-def resource_set_field(key_type: type) -> Any:
-    """An attrs field holding an optional :class:`ResourceSet` (``None`` is Go's nil)."""
+# Converters of the resource-set field of each caveat. They are named
+# functions with typed arguments so that type checkers (mypy's attrs plugin,
+# pyright) accept the plain dicts the caveats are documented with, as in
+# ``Apps({42: Action.READ})``. None is Go's nil set.
 
-    def convert(value: Any) -> Any:
-        if value is None or isinstance(value, ResourceSet):
-            return value
-        return ResourceSet(
-            {(key_type(k) if key_type is Prefix else k): v for k, v in dict(value).items()}
-        )
 
-    return attrs.field(converter=convert)
+def int_resources(
+    value: ResourceSet[int] | Mapping[int, int] | Iterable[tuple[int, int]] | None,
+) -> ResourceSet[int] | None:
+    """An optional set of integer ids, from a set, a mapping or pairs."""
+    return value if value is None or isinstance(value, ResourceSet) else ResourceSet(value)
+
+
+def str_resources(
+    value: ResourceSet[str] | Mapping[str, int] | Iterable[tuple[str, int]] | None,
+) -> ResourceSet[str] | None:
+    """An optional set of string ids, from a set, a mapping or pairs."""
+    return value if value is None or isinstance(value, ResourceSet) else ResourceSet(value)
+
+
+def prefix_resources(
+    value: ResourceSet[str]
+    | Mapping[str, int]
+    | Mapping[Prefix, int]
+    | Iterable[tuple[str, int]]
+    | None,
+) -> ResourceSet[str] | None:
+    """An optional set of :class:`Prefix` ids; plain strings given become prefixes."""
+    if value is None or isinstance(value, ResourceSet):
+        return value
+    return ResourceSet({Prefix(k): v for k, v in dict(value).items()})
 
 
 @attrs.frozen
