@@ -13,6 +13,7 @@ extensions = [
     "sphinx.ext.doctest",
     "sphinx.ext.intersphinx",
     "sphinx.ext.napoleon",
+    "sphinx_copybutton",
 ]
 
 autodoc_member_order = "bysource"
@@ -22,7 +23,14 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 nitpicky = False
 intersphinx_mapping: dict[str, tuple[str, None]] = {}
-html_theme = "alabaster"
+html_theme = "furo"
+html_title = "macaroons_authz"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+# The copy button copies commands and code, not the prompts or the output:
+# with prompts to strip, only lines that start with one are copied.
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
 exclude_patterns = ["_build"]
 doctest_global_setup = "from macaroons_authz import *  # noqa: F403"
 
