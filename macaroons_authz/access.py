@@ -14,8 +14,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from .caveats._base import go_text, is_finite_time, load_json, non_finite_time
 from .caveats.flyio import Role
-from .caveats.resset import Action, action_letters
+from .caveats.resset import Action, action_letters, parse_action_letters
 from .errors import (
     DecodeError,
     InvalidAccessError,
@@ -73,6 +74,11 @@ def _opt_argv(value: Any) -> tuple[str, ...] | None:
     return tuple(str(v) for v in value)
 
 
+def _finite_time(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not is_finite_time(value):
+        raise non_finite_time(f"the access's {attribute.name}", value)
+
+
 # (python attribute, JSON key, kind) in the order of spec 9.5.
 _JSON_FIELDS = (
     ("org_id", "orgid", int),
@@ -98,7 +104,9 @@ class FlyAccess:
 
     Every resource is optional; ``None`` leaves it unspecified. ``at`` is
     the time the access happens (unix seconds); it defaults to the wall
-    clock when the access is made, and tests pass it explicitly.
+    clock when the access is made, and tests pass it explicitly. A time
+    that is NaN, infinite or not a number raises
+    :class:`~macaroons_authz.InvalidAccessError`.
 
     >>> access = FlyAccess(org_id=1, app_id=2, action=Action.READ, at=1700000000)
     >>> access.validate()
@@ -120,7 +128,7 @@ class FlyAccess:
     cluster: str | None = attrs.field(default=None, converter=_opt_str)
     command: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_argv)
     storage_object: str | None = attrs.field(default=None, converter=_opt_str)
-    at: float = attrs.field(factory=time.time)
+    at: float = attrs.field(factory=time.time, validator=_finite_time)
 
     def now(self) -> float:
         """The time of the access."""
@@ -194,14 +202,16 @@ class FlyAccess:
     def from_json(cls, obj: str | bytes | dict[str, Any], *, now: float | None = None) -> FlyAccess:
         """Parse the JSON form (text or parsed); *now* is the access's time.
 
+        Strings are read as Go reads them: invalid UTF-8 and lone surrogates
+        become U+FFFD.
+
         Raises:
-            DecodeError: malformed JSON, unknown keys or values of the wrong type.
+            DecodeError: malformed or too deeply nested JSON, unknown keys,
+                unknown action letters or values of the wrong type.
+            InvalidAccessError: *now* is NaN, infinite or not a number.
         """
         if isinstance(obj, (str, bytes)):
-            try:
-                obj = json.loads(obj)
-            except ValueError:
-                raise DecodeError("access is not valid JSON") from None
+            obj = load_json(obj, "access")
         if not isinstance(obj, dict):
             raise DecodeError("access JSON must be an object")
         keys = {key: (attr, kind) for attr, key, kind in _JSON_FIELDS}
@@ -211,13 +221,17 @@ class FlyAccess:
                 # Go reads a JSON null action as no action, like the other keys.
                 if value is not None and not isinstance(value, str):
                     raise DecodeError("access action must be a string of letters")
-                kwargs["action"] = int(Action.from_letters(value or ""))
+                kwargs["action"] = parse_action_letters(value or "", "access action")
                 continue
             if key not in keys:
                 raise DecodeError(f"unknown access key {key!r}")
             attr, kind = keys[key]
             if value is not None and not _json_kind_ok(value, kind):
                 raise DecodeError(f"access {key} has the wrong type")
+            if kind is str and value is not None:
+                value = go_text(value)
+            elif kind is list and value is not None:
+                value = [go_text(v) for v in value]
             kwargs[attr] = value
         if now is not None:
             kwargs["at"] = now

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from . import _msgpack
-from .caveats._base import blob, unb64
+from .caveats._base import blob, load_json, unb64
 from .errors import DecodeError
 
 __all__ = ["Nonce"]
@@ -93,10 +93,16 @@ class Nonce:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Nonce:
-        """Parse the JSON form made by :meth:`to_json`."""
+        """Parse the JSON form made by :meth:`to_json`.
+
+        Raises:
+            DecodeError: not JSON, too deeply nested, or not a base64 string.
+        """
+        value = load_json(text, "nonce")
+        if type(value) is not str:
+            raise DecodeError("nonce JSON must be a base64 string")
         try:
-            value = json.loads(text)
             raw = unb64(value)
-        except (ValueError, TypeError, binascii.Error):
+        except (ValueError, binascii.Error):
             raise DecodeError("nonce JSON must be a base64 string") from None
         return cls.decode(raw)

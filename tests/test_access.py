@@ -216,7 +216,7 @@ def test_json_round_trip(access: FlyAccess) -> None:
     ("text", "fields"),
     [
         ('{"action":"*","orgid":1}', {"action": 0xFFFF, "org_id": 1}),
-        ('{"action":"rxq","orgid":1}', {"action": Action.READ, "org_id": 1}),
+        ('{"action":"rC","orgid":1}', {"action": Action.READ | Action.CONTROL, "org_id": 1}),
         ('{"action":"","orgid":1}', {"org_id": 1}),
         ('{"action":null,"orgid":1}', {"org_id": 1}),
         ('{"orgid":1,"appid":null,"command":null}', {"org_id": 1}),

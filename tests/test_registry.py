@@ -148,15 +148,35 @@ def test_copies_are_independent(registry: CaveatRegistry) -> None:
     fresh.register(Widget)  # each copy may register the same class once
 
 
-@pytest.mark.parametrize(
-    "number",
-    [0, 4, 31, 2**16 - 1, 2**16, 65791, 2**32 - 1, U64_MAX, 2**64, -1, 2**100],
-)
-def test_type_numbers_outside_the_user_ranges_are_refused(number: int) -> None:
+@pytest.mark.parametrize("number", [U64_MAX, 2**64, -1, 2**100])
+def test_type_numbers_outside_the_uint64_range_are_refused(number: int) -> None:
     reg = DEFAULT_REGISTRY.copy()
-    with pytest.raises(RegistrationError, match="type_number must be an int"):
-        reg.register(_caveat_class(number, f"T{number}"))
+    for allow_reserved in (False, True):
+        with pytest.raises(RegistrationError, match="type_number must be an int from 0 to"):
+            reg.register(_caveat_class(number, f"T{number}"), allow_reserved=allow_reserved)
     assert reg.lookup_name(f"T{number}") is None
+
+
+@pytest.mark.parametrize("number", [1, 17, 32, 2**16 - 1, 2**16, 65791, 2**32 - 1])
+def test_fly_reserved_type_numbers_need_allow_reserved(number: int) -> None:
+    reg = DEFAULT_REGISTRY.copy()
+    cls = _caveat_class(number, f"T{number}")
+    with pytest.raises(RegistrationError, match=r"reserved range.*allow_reserved=True"):
+        reg.register(cls)
+    assert reg.lookup(number) is None and reg.lookup_name(f"T{number}") is None
+    assert reg.register(cls, allow_reserved=True) is cls
+    assert reg.lookup(number) is cls and reg.lookup_name(f"T{number}") is cls
+    assert DEFAULT_REGISTRY.lookup(number) is None
+    with pytest.raises(RegistrationError, match="cannot be changed"):
+        DEFAULT_REGISTRY.register(cls, allow_reserved=True)
+
+
+@pytest.mark.parametrize("number", [0, 4, 13, 25, 31])
+def test_built_in_type_numbers_are_taken_even_with_allow_reserved(number: int) -> None:
+    reg = DEFAULT_REGISTRY.copy()
+    with pytest.raises(RegistrationError, match=f"caveat type {number} is already registered"):
+        reg.register(_caveat_class(number, f"T{number}"), allow_reserved=True)
+    assert reg.lookup(number) is DEFAULT_REGISTRY.lookup(number)
 
 
 @pytest.mark.parametrize(

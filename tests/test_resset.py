@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import reduce
 from typing import Any
 
@@ -65,20 +66,32 @@ from macaroons_authz import (
         ("Cdcwr", 0x1F),
         ("rr", 0x01),
         ("*", 0xFFFF),
-        # Unknown letters are ignored, never an error.
-        ("x", 0),
-        ("rx", 0x01),
-        ("R", 0),
-        ("D", 0),
-        ("wXYZ", 0x02),
-        # Only a lone "*" is every bit.
-        ("r*", 0x01),
-        ("**", 0),
-        (" * ", 0),
     ],
 )
 def test_action_from_letters(letters: str, mask: int) -> None:
     assert Action.from_letters(letters) == mask
+
+
+@pytest.mark.parametrize(
+    ("letters", "bad"),
+    [
+        # Go ignores unknown letters: "read" would be rd, "write" rw.
+        ("read", "e"),
+        ("write", "i"),
+        ("x", "x"),
+        ("rx", "x"),
+        ("R", "R"),
+        ("D", "D"),
+        # Only a lone "*" is every bit.
+        ("r*", "*"),
+        ("**", "*"),
+        (" * ", " "),
+        ("r\udc80", "\udc80"),
+    ],
+)
+def test_unknown_action_letters_are_refused(letters: str, bad: str) -> None:
+    with pytest.raises(DecodeError, match=f"unknown action letter {re.escape(repr(bad))}.*rwcdC"):
+        Action.from_letters(letters)
 
 
 @pytest.mark.parametrize(

@@ -17,13 +17,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 import attrs
 
 from .. import _msgpack
-from ..errors import BadCaveatError, DecodeError, UnauthorizedError
+from ..errors import BadCaveatError, DecodeError, InvalidAccessError, UnauthorizedError
 
 if TYPE_CHECKING:
     from typing import Self
@@ -370,7 +372,9 @@ def caveats_from_json(value: Any, registry: Registry, depth: int = 0) -> list[Ca
 
 
 def _parse_type_number(name: str) -> int:
-    if name.isascii() and name.isdigit():
+    # Go's strconv.ParseUint: decimal digits, leading zeros allowed. The
+    # length is checked first: int() refuses more than 4300 digits.
+    if name.isascii() and name.isdigit() and len(name.lstrip("0")) <= 20:
         number = int(name)
         if number <= U64_MAX:
             return number
@@ -378,8 +382,15 @@ def _parse_type_number(name: str) -> int:
 
 
 def go_json(value: Any) -> str:
-    """JSON text exactly as Go's ``encoding/json`` writes it."""
+    r"""JSON text exactly as Go's ``encoding/json`` writes it.
+
+    A string holding bytes that are not UTF-8 (kept as surrogates, see
+    :func:`string`) is written as Go writes it: ``\ufffd`` for each bad
+    byte. Such JSON is lossy: reading it back gives U+FFFD, not the bytes.
+    """
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        text = _SURROGATE.sub(r"\\ufffd", text)
     # Go escapes HTML-significant characters and the JS line separators.
     return (
         text.replace("<", "\\u003c")
@@ -387,6 +398,101 @@ def go_json(value: Any) -> str:
         .replace("&", "\\u0026")
         .replace("\u2028", "\\u2028")
         .replace("\u2029", "\\u2029")
+    )
+
+
+#: How deeply a JSON document may nest arrays and objects. Caveat JSON at
+#: the deepest nesting of ``IfPresent`` that decoding allows needs about 60.
+MAX_JSON_DEPTH = 128
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def go_text(value: str) -> str:
+    r"""A string read from JSON, as Go reads it: lone surrogates become U+FFFD.
+
+    They come from ``\udc80``-style escapes, or from invalid UTF-8 bytes
+    that :func:`load_json` kept one surrogate each; Go's decoder replaces
+    both with U+FFFD, so they can never stand for raw bytes.
+    """
+    return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: Go refuses it too
+        raise ValueError("number out of range")
+    return value
+
+
+def load_json(text: str | bytes, what: str) -> Any:
+    """Parse JSON text as Go's decoder would, or raise :class:`DecodeError`.
+
+    Bytes that are not UTF-8 are kept as one surrogate each (see
+    :func:`go_text`). ``NaN``, ``Infinity`` and numbers beyond a float's
+    range are refused, as Go refuses them, and so are documents nested
+    more than ``MAX_JSON_DEPTH`` deep and integers of more than 4300
+    digits (Python's limit).
+
+    Raises:
+        DecodeError: naming *what* was being read.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise DecodeError(f"{what} JSON is nested too deeply") from None
+    except ValueError:
+        raise DecodeError(f"{what} is not valid JSON") from None
+    # Counting brackets is cheap and spares the walk for every small document.
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        raise DecodeError(f"{what} JSON is nested more than {MAX_JSON_DEPTH} deep")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    # Iterative, so the walk itself cannot overflow the stack.
+    if type(value) is not list and type(value) is not dict:
+        return False
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if type(item) is dict else item
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if type(c) is list or type(c) is dict)
+    return False
+
+
+# -- times -----------------------------------------------------------------
+
+
+def is_finite_time(value: object) -> bool:
+    """Whether *value* is a usable time in seconds: an int, or a finite number.
+
+    NaN compares false with everything, so a NaN "now" would pass every
+    window check; infinities would pass one side of it. Anything that is
+    not a number is refused too.
+    """
+    if type(value) is int:
+        return True
+    try:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def non_finite_time(what: str, value: object, caveat: Caveat | None = None) -> InvalidAccessError:
+    """The error for a time that :func:`is_finite_time` refuses."""
+    return InvalidAccessError(
+        f"unauthorized: bad data for token verification: {what} must be a finite "
+        f"number of unix seconds, not {_shown(value)}",
+        caveat=caveat,
     )
 
 
@@ -417,6 +523,39 @@ def int64(value: Any, what: str) -> int:
     if type(value) is not int or not -(2**63) <= value < 2**63:
         raise DecodeError(f"{what} must be a 64-bit integer")
     return value
+
+
+def int64_field(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """An attrs validator: the field is a signed 64-bit int (a float is refused).
+
+    Raises:
+        DecodeError: naming the caveat and the field.
+    """
+    if not (isinstance(value, int) and type(value) is not bool and -(2**63) <= value < 2**63):
+        raise DecodeError(
+            f"{type(instance).__name__} {attribute.name} must be an int from -2**63 to "
+            f"2**63-1, not {_shown(value)}"
+        )
+
+
+def uint64_field(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """An attrs validator: the field is an unsigned 64-bit int (a float is refused).
+
+    Raises:
+        DecodeError: naming the caveat and the field.
+    """
+    if not (isinstance(value, int) and type(value) is not bool and 0 <= value <= U64_MAX):
+        raise DecodeError(
+            f"{type(instance).__name__} {attribute.name} must be an int from 0 to "
+            f"2**64-1, not {_shown(value)}"
+        )
+
+
+def _shown(value: object) -> str:
+    # Never the digits of a huge int: converting one costs time quadratic in its size.
+    if type(value) is int and abs(value) < 10**30:
+        return str(value)
+    return repr(value) if type(value) is float else f"a {type(value).__name__}"
 
 
 def string(value: Any, what: str) -> str:
@@ -466,7 +605,7 @@ def json_object(value: Any, what: str, keys: Iterable[str]) -> dict[str, Any]:
         raise DecodeError(f"{what} JSON must be an object")
     unknown = set(value) - set(keys)
     if unknown:
-        raise DecodeError(f"{what} JSON has unknown keys: {', '.join(sorted(unknown))}")
+        raise DecodeError(f"{what} JSON has unknown keys: {', '.join(map(repr, sorted(unknown)))}")
     return value
 
 
@@ -487,12 +626,12 @@ def json_int64(value: Any, what: str) -> int:
 
 
 def json_string(value: Any, what: str) -> str:
-    """A JSON string (``null`` is the empty string)."""
+    """A JSON string (``null`` is the empty string), read as Go reads it (:func:`go_text`)."""
     if value is None:
         return ""
     if type(value) is not str:
         raise DecodeError(f"{what} must be a string")
-    return value
+    return go_text(value)
 
 
 def unb64(text: str) -> bytes:

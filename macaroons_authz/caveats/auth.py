@@ -21,12 +21,15 @@ from ._base import (
     Caveat,
     Registry,
     attrs_fields,
+    is_finite_time,
     json_object,
     json_string,
     json_uint,
+    non_finite_time,
     string,
     struct,
     uint,
+    uint64_field,
 )
 
 if TYPE_CHECKING:
@@ -82,6 +85,11 @@ class GitHubIdentity:
     org_ids: tuple[int, ...] = attrs.field(default=(), converter=_items)
 
 
+def _finite_time(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not is_finite_time(value):
+        raise non_finite_time(f"{type(instance).__name__} {attribute.name}", value)
+
+
 @attrs.frozen
 class DischargeRequest:
     """What the authentication service knows of a caller (spec 9.6).
@@ -92,13 +100,16 @@ class DischargeRequest:
         flyio, google, github: the caller's verified identities.
         expiry: when the discharge would expire (unix seconds).
         at: the current time (unix seconds); the wall clock by default.
+
+    Raises:
+        InvalidAccessError: *expiry* or *at* is NaN, infinite or not a number.
     """
 
     flyio: tuple[FlyioIdentity, ...] = attrs.field(default=(), converter=_items)
     google: tuple[GoogleIdentity, ...] = attrs.field(default=(), converter=_items)
     github: tuple[GitHubIdentity, ...] = attrs.field(default=(), converter=_items)
-    expiry: float = 0.0
-    at: float = attrs.field(factory=time.time, kw_only=True)
+    expiry: float = attrs.field(default=0.0, validator=_finite_time)
+    at: float = attrs.field(factory=time.time, kw_only=True, validator=_finite_time)
 
     def now(self) -> float:
         """The time the request is evaluated at."""
@@ -267,7 +278,7 @@ class ConfineGitHubOrg(_UintCaveat):
 class MaxValidity(_UintCaveat):
     """A discharge may be valid for at most *seconds* (type 21)."""
 
-    seconds: int
+    seconds: int = attrs.field(validator=uint64_field)
 
     type_number = 21
     name = "MaxValidity"
@@ -277,7 +288,13 @@ class MaxValidity(_UintCaveat):
         req = _request(access, self)
         if isinstance(req, UnauthorizedError):
             return req
-        if req.expiry - req.now() > self.seconds:
+        now, expiry = req.now(), req.expiry
+        # A NaN on either side would make the comparison false, so pass.
+        if not is_finite_time(now):
+            return non_finite_time("the request's time", now, self)
+        if not is_finite_time(expiry):
+            return non_finite_time("the request's expiry", expiry, self)
+        if expiry - now > self.seconds:
             return UnauthorizedError(
                 f"unauthorized: discharges may be valid for at most {self.seconds}s", caveat=self
             )
@@ -315,15 +332,28 @@ class GitHubUserID(_Attestation):
     name = "GitHubUserID"
 
 
+#: The largest :class:`GoogleUserID`: 255 decimal digits.
+MAX_GOOGLE_USER_ID = 10**255 - 1
+
+
+def _google_user_id(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not (type(value) is int and 0 <= value <= MAX_GOOGLE_USER_ID):
+        raise DecodeError("GoogleUserID must be an int from 0 to 10**255-1 (255 digits)")
+
+
 @attrs.frozen
 class GoogleUserID(_Attestation):
     """Attests that the discharge's holder is Google subject *id* (type 25).
 
     Google subject ids exceed 64 bits; the body is the big-endian magnitude
-    in the fewest bytes (zero is the empty byte string).
+    in the fewest bytes (zero is the empty byte string). An id has at most
+    255 decimal digits (``MAX_GOOGLE_USER_ID``, OpenID Connect's limit on
+    a subject); Go takes any size, but the digits of a huge number cost
+    time quadratic in its length to print, and Python refuses to print more
+    than 4300 of them.
     """
 
-    id: int
+    id: int = attrs.field(validator=_google_user_id)
 
     type_number = 25
     name = "GoogleUserID"

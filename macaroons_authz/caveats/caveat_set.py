@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import _msgpack
-from ..errors import DecodeError, UnauthorizedError
+from ..errors import UnauthorizedError
 from ._base import (
     Caveat,
     NeedsRawBytes,
@@ -16,6 +15,7 @@ from ._base import (
     decode_set_bytes,
     decode_set_value,
     go_json,
+    load_json,
     pack_set,
 )
 from .registry import DEFAULT_REGISTRY, CaveatRegistry
@@ -152,10 +152,7 @@ class CaveatSet(Sequence[Caveat]):
         """
         value: Any = text
         if isinstance(text, (str, bytes)):
-            try:
-                value = json.loads(text)
-            except (ValueError, RecursionError):
-                raise DecodeError("caveats are not valid JSON") from None
+            value = load_json(text, "caveats")
         reg = DEFAULT_REGISTRY if registry is None else registry
         return cls(caveats_from_json(value, reg))
 

@@ -17,10 +17,13 @@ from ._base import (
     b64,
     blob,
     int64,
+    int64_field,
+    is_finite_time,
     json_blob,
     json_int64,
     json_object,
     json_string,
+    non_finite_time,
     pack_set,
     string,
     struct,
@@ -52,20 +55,23 @@ class ValidityWindow(Caveat):
     ``now()``; nothing here reads the wall clock. (Type 4.)
     """
 
-    not_before: int
-    not_after: int
+    not_before: int = attrs.field(validator=int64_field)
+    not_after: int = attrs.field(validator=int64_field)
 
     type_number = 4
     name = "ValidityWindow"
 
     def prohibits(self, access: Access) -> UnauthorizedError | None:
-        """Fail outside the window."""
+        """Fail outside the window, and for an access whose time is not finite."""
         now = getattr(access, "now", None)
         if now is None:
             return InvalidAccessError(
                 "unauthorized: bad data for token verification: access has no clock", caveat=self
             )
         t = now()
+        if type(t) is not int and not is_finite_time(t):
+            # NaN is neither before nor after anything: it would pass.
+            return non_finite_time("the access's time", t, self)
         if t < self.not_before:
             return UnauthorizedError(
                 f"unauthorized: token not valid before {_utc(self.not_before)}", caveat=self

@@ -60,8 +60,10 @@ __all__ = [
     "UnregisteredCaveat",
 ]
 
-#: Types 0-65535 are Fly.io's; 2**32 to 2**48-1 are registered with the Go
-#: library by pull request; 2**48 to 2**64-2 are private to an application.
+#: Types below 2**32 are reserved for Fly.io (it uses 0-31 today);
+#: 2**32 to 2**48-1 are registered with the Go library by pull request;
+#: 2**48 to 2**64-2 are private to an application; 2**64-1 stands for an
+#: unknown JSON type name.
 CAV_MIN_USER_REGISTERABLE = 2**32
 CAV_MAX_USER_REGISTERABLE = 2**48 - 1
 CAV_MIN_USER_DEFINED = 2**48
@@ -136,12 +138,15 @@ class CaveatRegistry:
         new._by_name = dict(self._by_name)
         return new
 
-    def register(self, cls: type[Caveat]) -> type[Caveat]:
+    def register(self, cls: type[Caveat], *, allow_reserved: bool = False) -> type[Caveat]:
         """Register an application's caveat class; returns it (usable as a decorator).
 
         The class must subclass :class:`~macaroons_authz.Caveat`, be an attrs
-        class, and have a ``type_number`` from 2**32 to 2**64-2 (2**48 and up
-        for private types) and a ``name``, neither already taken.
+        class, and have a ``type_number`` and a ``name``, neither already
+        taken. The number is from 2**32 to 2**64-2 (2**48 and up for private
+        types); a number below 2**32, in Fly.io's reserved range (such as
+        32, the next one Fly.io may ship), needs ``allow_reserved=True``,
+        which says you know that a later Fly.io caveat may take it.
 
         Raises:
             RegistrationError: the registry is frozen, or the class breaks a rule.
@@ -151,12 +156,13 @@ class CaveatRegistry:
         if not (isinstance(cls, type) and issubclass(cls, Caveat) and attrs.has(cast(type, cls))):
             raise RegistrationError("a caveat must be an attrs class subclassing Caveat")
         number = getattr(cls, "type_number", None)
-        if type(number) is not int or not (
-            CAV_MIN_USER_REGISTERABLE <= number <= CAV_MAX_USER_DEFINED
-        ):
+        if type(number) is not int or not 0 <= number <= CAV_MAX_USER_DEFINED:
+            raise RegistrationError(f"type_number must be an int from 0 to {CAV_MAX_USER_DEFINED}")
+        if number < CAV_MIN_USER_REGISTERABLE and not allow_reserved:
             raise RegistrationError(
-                f"type_number must be an int from {CAV_MIN_USER_REGISTERABLE} "
-                f"to {CAV_MAX_USER_DEFINED}"
+                f"caveat type {number} is in Fly.io's reserved range (below 2**32): "
+                "pass allow_reserved=True to register it anyway, or use a number "
+                f"from {CAV_MIN_USER_REGISTERABLE} up"
             )
         self._add(cls)
         # What decoded as unregistered before may decode differently now.

@@ -25,6 +25,7 @@ from ._base import (
     caveats_to_json,
     decode_set_bytes,
     decode_set_value,
+    go_text,
     json_object,
     opt_tuple,
     pack_set,
@@ -62,14 +63,15 @@ class Action(enum.IntFlag, boundary=enum.KEEP):
 
     @classmethod
     def from_letters(cls, letters: str) -> Action:
-        """Parse the JSON form: ``"*"`` is every bit; unknown letters are ignored."""
-        if letters == "*":
-            return cls(0xFFFF)
-        mask = 0
-        for letter, bit in _ACTION_LETTERS:
-            if letter in letters:
-                mask |= bit
-        return cls(mask)
+        """Parse the JSON form: letters of ``rwcdC``, or ``"*"`` alone for every bit.
+
+        Go ignores unknown letters, so ``"read"`` would mean ``rd`` (read and
+        delete); here an unknown letter is an error, never a wider mask.
+
+        Raises:
+            DecodeError: a letter is not one of ``rwcdC``.
+        """
+        return cls(parse_action_letters(letters, "action"))
 
     @property
     def letters(self) -> str:
@@ -86,12 +88,35 @@ def action_letters(mask: int) -> str:
     return "".join(letter for letter, bit in _ACTION_LETTERS if mask & bit)
 
 
+_LETTER_BITS = dict(_ACTION_LETTERS)
+
+
+def parse_action_letters(letters: str, what: str) -> int:
+    """The mask of the letters ``rwcdC`` (``"*"`` alone is every bit).
+
+    Raises:
+        DecodeError: a letter is not one of ``rwcdC``, naming it.
+    """
+    if letters == "*":
+        return 0xFFFF
+    mask = 0
+    for letter in letters:
+        bit = _LETTER_BITS.get(letter)
+        if bit is None:
+            raise DecodeError(
+                f"{what}: unknown action letter {letter!r} "
+                '(actions are letters of rwcdC, or "*" alone)'
+            )
+        mask |= bit
+    return mask
+
+
 def _json_action(value: Any, what: str) -> int:
     if value is None:
         return 0
     if type(value) is not str:
         raise DecodeError(f"{what} must be a string of action letters")
-    return int(Action.from_letters(value))
+    return parse_action_letters(value, what)
 
 
 def _msgpack_action(value: Any, what: str) -> int:
@@ -302,11 +327,12 @@ class ResourceSet(Generic[K]):
         entries = []
         for k, v in value.items():
             if key_type is int:
-                if not (k.isascii() and k.isdigit()) or int(k) >= 2**64:
-                    raise DecodeError(f"{what} ids must be unsigned integers")
+                # The length first: int() refuses more than 4300 digits.
+                if not (k.isascii() and k.isdigit()) or len(k.lstrip("0")) > 20 or int(k) >= 2**64:
+                    raise DecodeError(f"{what} ids must be unsigned integers below 2**64")
                 key: Any = int(k)
             else:
-                key = key_type(k)
+                key = key_type(go_text(k))
             entries.append((key, _json_action(v, f"{what} actions")))
         return cls(entries)
 
