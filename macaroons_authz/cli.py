@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import re
 import sys
@@ -29,7 +30,7 @@ from .caveats.resset import Action
 from .errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
 from .header import MACAROON_LABELS, OAUTH_LABEL, decode_token, split_header, to_header
 from .keyring import MemoryKeyring
-from .leaks import scan_paths
+from .leaks import redact_tokens, scan_paths
 from .macaroon import Macaroon
 from .tokens import org_token, restrict
 from .verifier import FLY_PERMISSION_LOCATION, Verifier
@@ -43,24 +44,66 @@ DEMO_NOW = int(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC).timestamp())
 DEMO_ORG, DEMO_APP, DEMO_OTHER_APP, DEMO_MACHINE = 1234, 42, 43, "3d8d9e1b"
 KEY_ENV = "MACAROONS_AUTHZ_KEY"
 WIDTH = 80
+#: The most the CLI reads from a file or standard input: a header is at most
+#: 1 MiB, and JSON of caveats or an access far less.
+MAX_INPUT = 4 * 1024 * 1024
+#: The latest ``--now`` and ``--expires-in`` accepted: Go keeps times in
+#: int64 seconds, and a float is exact to 2**53.
+MAX_TIME = 2**53
 
 
 class UsageError(Exception):
     """A command-line mistake: reported on one line, exit status 2."""
 
 
+def _printable(text: str) -> str:
+    """*text* safe for a terminal line: control characters and undecodable bytes escaped."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _error_line(message: str) -> str:
+    """*message* as one ``error:`` line, with any token in it redacted."""
+    return f"error: {_printable(redact_tokens(message))}\n"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 # -- input ---------------------------------------------------------------------
 
 
 def _read_input(arg: str | None, stdin: TextIO) -> str:
-    text = stdin.read() if arg in (None, "-") else arg
-    assert text is not None
+    if arg in (None, "-"):
+        text = _read_bounded(stdin, "standard input")
+    else:
+        assert arg is not None
+        text = arg
     text = text.strip()
     if text.lower().startswith("authorization:"):
         text = text.split(":", 1)[1].strip()
     if not text:
         raise UsageError("no token given (pass one as an argument or on standard input)")
     return text
+
+
+def _read_bounded(f: TextIO, name: str) -> str:
+    try:
+        text = f.read(MAX_INPUT + 1)
+    except UnicodeDecodeError:
+        raise UsageError(f"{name} is not UTF-8 text") from None
+    if len(text) > MAX_INPUT:
+        raise UsageError(f"{name} is longer than {MAX_INPUT} characters")
+    return text
+
+
+def _read_text(path: str) -> str:
+    """The UTF-8 text of the file at *path*, at most :data:`MAX_INPUT` characters."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return _read_bounded(f, path)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _read_key(path: str | None) -> bytes:
@@ -251,11 +294,7 @@ def _cmd_inspect(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
 
 def _load_access(value: str, now: float | None) -> FlyAccess:
     if value.startswith("@"):
-        try:
-            with open(value[1:], encoding="utf-8") as f:
-                value = f.read()
-        except OSError as exc:
-            raise UsageError(f"cannot read {value[1:]}: {exc.strerror}") from None
+        value = _read_text(value[1:])
     try:
         return FlyAccess.from_json(value, now=now)
     except DecodeError as exc:
@@ -319,11 +358,7 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
 
 
 def _cmd_attenuate(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
-    try:
-        with open(args.file, encoding="utf-8") as f:
-            caveats = CaveatSet.from_json(f.read())
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    caveats = CaveatSet.from_json(_read_text(args.file))
     text = _read_input(args.token, stdin)
     pieces = [p.strip() for p in split_header(text)]
     changed = 0
@@ -349,9 +384,30 @@ _DURATION = re.compile(r"^(\d+)([smhd])$")
 
 def _duration(text: str) -> int:
     match = _DURATION.match(text.strip())
-    if not match:
+    if not match or len(match.group(1)) > 20:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 12h or 7d")
-    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    if seconds > MAX_TIME:
+        raise argparse.ArgumentTypeError(f"{text!r} is longer than {MAX_TIME} seconds")
+    return seconds
+
+
+def _time(text: str) -> float:
+    """A ``--now``: Unix seconds, finite, from 0 to :data:`MAX_TIME`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or not 0 <= value <= MAX_TIME:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time from 0 to {MAX_TIME} seconds")
+    return value
+
+
+def _uint64(text: str) -> int:
+    """An organization or app id: Go's uint64."""
+    if not re.fullmatch(r"[0-9]{1,20}", text) or int(text) >= 2**64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an id from 0 to 2**64-1")
+    return int(text)
 
 
 def _actions(text: str) -> int:
@@ -412,14 +468,15 @@ def _cmd_scan(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     for path in args.paths:
         if not os.path.exists(path):
             raise UsageError(f"{path}: no such file or directory")
-    findings = list(scan_paths(args.paths, on_error=on_error))
+    findings = list(scan_paths(args.paths, on_error=on_error, follow_symlinks=args.follow_symlinks))
     real = [f for f in findings if f.kind == "token"]
     if args.json:
         doc = {"findings": [f.to_dict() for f in findings], "errors": errors}
         out.write(json.dumps(doc, indent=2) + "\n")
     else:
         for f in findings:
-            out.write(f"{f.path}:{f.line}:{f.column}  {f.kind} {f.label} ({f.context})\n")
+            path = _printable(f.path or "")
+            out.write(f"{path}:{f.line}:{f.column}  {f.kind} {f.label} ({f.context})\n")
             tid = f.token_id
             if tid.kid and tid.rnd:
                 out.write(f"    token id {tid.uuid}  fingerprint {tid.fingerprint}\n")
@@ -431,7 +488,7 @@ def _cmd_scan(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
             f"{sum(f.kind == 'opaque' for f in findings)} opaque (fo1_) found\n"
         )
     for err in errors:
-        sys.stderr.write(f"error: {err}\n")
+        sys.stderr.write(_error_line(err))
     if errors:
         return 2
     return 1 if real else 0
@@ -496,8 +553,9 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        # argparse quotes what it could not use, which may be a token.
         self.print_usage(sys.stderr)
-        self.exit(2, f"error: {message}\n")
+        self.exit(2, _error_line(message))
 
 
 Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
@@ -541,7 +599,7 @@ def _parser() -> _Parser:
         )
 
     def now_arg(sub: _Parser) -> None:
-        sub.add_argument("--now", type=float, help=argparse.SUPPRESS)
+        sub.add_argument("--now", type=_time, help=argparse.SUPPRESS)
 
     sub = command(
         "inspect",
@@ -599,8 +657,8 @@ def _parser() -> _Parser:
     sub.add_argument("--key-file", help=f"the root key (hex or raw); else ${KEY_ENV} (hex)")
     sub.add_argument("--kid", required=True, help="the key id, hex")
     sub.add_argument("--location", default=FLY_PERMISSION_LOCATION, help="the token's location")
-    sub.add_argument("--org", type=int, help="organization id")
-    sub.add_argument("--app", type=int, action="append", default=[], help="app id (repeatable)")
+    sub.add_argument("--org", type=_uint64, help="organization id")
+    sub.add_argument("--app", type=_uint64, action="append", default=[], help="app id (repeatable)")
     sub.add_argument("--role", choices=["member", "billing_manager", "admin"], help="role")
     sub.add_argument("--actions", type=_actions, help="allowed actions, letters of rwcdC")
     sub.add_argument("--expires-in", type=_duration, metavar="DURATION", help="e.g. 30m, 12h, 7d")
@@ -630,6 +688,11 @@ def _parser() -> _Parser:
     )
     sub.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan")
     sub.add_argument("--json", action="store_true", help="print one JSON document")
+    sub.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="follow symbolic links inside the trees, to targets inside the PATHs only",
+    )
 
     command(
         "demo",
@@ -647,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args, sys.stdout, sys.stdin)
     except (UsageError, MacaroonError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(_error_line(str(exc)))
         return 2
     except KeyboardInterrupt:
         return 130

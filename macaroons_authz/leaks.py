@@ -130,6 +130,7 @@ __all__ = [
     "extract_tokens",
     "find_tokens",
     "handle_github_alert",
+    "redact_tokens",
     "scan_paths",
     "verify_github_alert",
 ]
@@ -196,7 +197,13 @@ def _unescape(raw: str) -> str:
 
 
 def _sha256_hex(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    try:
+        # Undecodable bytes of a scanned file come back as the bytes they were.
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        # A lone surrogate from JSON (a `\ud800` escape) has no UTF-8 form.
+        data = text.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
 
 
 def _fingerprint(token: str) -> str:
@@ -578,6 +585,53 @@ def extract_tokens(text: str, path: str | None = None) -> Iterator[tuple[Finding
             yield hit.finding, hit.token
 
 
+#: What :func:`redact_tokens` puts where a token's payload was.
+REDACTED: Final = "<redacted>"
+# What follows a label, in either alphabet (a payload in the wrong one is
+# still a secret), with the escapes of the scanner's runs.
+_REDACT_RUN_RE = re.compile(
+    r"(?:[A-Za-z0-9+/_-]+|\\/|\\u002[bBfF]|%2[bBfF]|\\\r?\n)*(?:=|\\u003[dD]|%3[dD]){0,2}"
+)
+# A base64 run long enough to be a token written without its label.
+_BARE_RUN_RE = re.compile(r"(?<![A-Za-z0-9+/_])[A-Za-z0-9+/]{32,}={0,2}")
+# The credentials after an authorization scheme, unless a label starts them
+# (labelled ones are redacted with their label kept).
+_SCHEME_ARG_RE = re.compile(
+    r"(?<![A-Za-z0-9])((?i:flyv1|bearer)[ \t]+)(?!f(?:m(?:2|1[ra])|o1)_|<)[^\s'\"]+"
+)
+
+
+def redact_tokens(text: str) -> str:
+    """*text* with the payload of every token-like string replaced by ``<redacted>``.
+
+    For messages that may quote what a user typed (the command line's
+    errors, logs). Replaced are: every run of token characters after a
+    label (``fm2_``, ``fm1r_``, ``fm1a_``, ``fo1_``; the label is kept, so
+    ``fm2_<redacted>`` says what was there), whatever its length, validity
+    or base64 alphabet; base64 of 32 or more characters that decodes as a macaroon
+    (a token pasted without its label); and the credentials after a
+    ``FlyV1`` or ``Bearer`` scheme. Escapes are matched as the scanner
+    matches them; tokens split into string literals or encoded otherwise
+    are not recognised.
+    """
+    out: list[str] = []
+    pos = 0
+    while (lm := _LABEL_RE.search(text, pos)) is not None:
+        run = _REDACT_RUN_RE.match(text, lm.end())
+        assert run is not None  # the pattern matches the empty string
+        end = run.end()
+        out.append(text[pos : lm.end()])
+        if end > lm.end():
+            out.append(REDACTED)
+        pos = end
+    out.append(text[pos:])
+    text = _BARE_RUN_RE.sub(
+        lambda m: REDACTED if _classify_macaroon("", m.group()).kind == "token" else m.group(),
+        "".join(out),
+    )
+    return _SCHEME_ARG_RE.sub(lambda m: m.group(1) + REDACTED, text)
+
+
 _PathArg = str | os.PathLike[str]
 
 
@@ -586,68 +640,163 @@ def scan_paths(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     on_error: Callable[[OSError], None] | None = None,
+    follow_symlinks: bool = False,
 ) -> Iterator[Finding]:
     """Yield the findings of files and of every file under directories.
 
-    Directories are walked in sorted order without following symbolic links
-    to directories; directories named ``.git`` are not entered. Only regular
-    files are read, and a file whose first 8 KiB hold a NUL byte is taken as
-    binary and skipped. Files are read *chunk_size* bytes at a time and
-    decoded as UTF-8 (a BOM is dropped, undecodable bytes kept as one
-    character each), so memory stays bounded whatever a file's size; a
-    token straddling two chunks is found as if the file were read whole.
+    Directories are walked in sorted order; directories named ``.git`` are
+    not entered. Only regular files are read, and a file whose first 8 KiB
+    hold a NUL byte is taken as binary and skipped. Files are read
+    *chunk_size* bytes at a time and decoded as UTF-8 (a BOM is dropped,
+    undecodable bytes kept as one character each), so memory stays bounded
+    whatever a file's size; a token straddling two chunks is found as if
+    the file were read whole.
+
+    Symbolic links met inside a directory are skipped, so a scan never
+    reads, or reports on, anything outside the trees it was given. A path
+    given in *paths* is scanned even if it is itself a link: the caller
+    named it.
 
     Args:
         paths: a path or several.
         chunk_size: bytes read at a time.
         on_error: called with each :class:`OSError` (unreadable file or
             directory); by default the error is raised.
+        follow_symlinks: follow links met inside directories, but only to
+            targets inside one of *paths* (after resolving every link);
+            findings then name the resolved path, and each file and
+            directory is visited once, so link loops end.
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be positive")
     handle = on_error or _raise
-    for file_path in _walk(paths, handle):
-        yield from _scan_file(file_path, chunk_size, handle)
+    for file_path, walked in _walk(paths, handle, follow_symlinks):
+        yield from _scan_file(file_path, chunk_size, handle, nofollow=walked)
 
 
 def _raise(err: OSError) -> None:
     raise err
 
 
-def _walk(paths: _PathArg | Iterable[_PathArg], handle: Callable[[OSError], None]) -> Iterator[str]:
-    roots = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-    for root in roots:
+class _Walk:
+    """One walk's settings and the files and directories it has visited."""
+
+    def __init__(self, handle: Callable[[OSError], None], roots: list[str], follow: bool) -> None:
+        self.handle = handle
+        self.follow = follow
+        self.inside = [os.path.realpath(r) for r in roots] if follow else []
+        self.seen: set[tuple[int, int]] = set()
+
+    def first_visit(self, st: os.stat_result) -> bool:
+        """Whether this file or directory is new (always, when links are not followed)."""
+        if not self.follow:
+            return True
+        ident = (st.st_dev, st.st_ino)
+        if ident in self.seen:
+            return False
+        self.seen.add(ident)
+        return True
+
+    def contains(self, real: str) -> bool:
+        for root in self.inside:
+            try:
+                if os.path.commonpath([real, root]) == root:
+                    return True
+            except ValueError:  # another drive
+                continue
+        return False
+
+    def entry(self, e: os.DirEntry[str]) -> tuple[str, bool] | None:
+        """``(path, is_dir)`` to visit for *e*, or ``None`` to skip it."""
+        if not self.follow:
+            if e.is_symlink():
+                return None
+            if e.is_dir(follow_symlinks=False):
+                return e.path, True
+            return (e.path, False) if e.is_file(follow_symlinks=False) else None
+        path = e.path
+        if e.is_symlink():
+            path = os.path.realpath(path)
+            if not self.contains(path):
+                return None
+        st = os.stat(path)
+        if not self.first_visit(st):
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            return path, True
+        return (path, False) if stat.S_ISREG(st.st_mode) else None
+
+    def tree(self, top: str, st: os.stat_result) -> Iterator[str]:
+        """The regular files under *top*, depth first, each directory's files first."""
+        self.first_visit(st)
+        stack = [top]
+        while stack:
+            try:
+                with os.scandir(stack.pop()) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as err:
+                self.handle(err)
+                continue
+            subdirs = []
+            for e in entries:
+                try:
+                    found = self.entry(e)
+                except OSError as err:
+                    self.handle(err)
+                    continue
+                if found is None:
+                    continue
+                path, is_dir = found
+                if not is_dir:
+                    yield path
+                elif ".git" not in (e.name, os.path.basename(path)):
+                    subdirs.append(path)
+            stack.extend(reversed(subdirs))
+
+
+def _walk(
+    paths: _PathArg | Iterable[_PathArg], handle: Callable[[OSError], None], follow: bool
+) -> Iterator[tuple[str, bool]]:
+    """Yield ``(path, walked)``: each file to read, and whether a walk found it."""
+    roots = []
+    for root in [paths] if isinstance(paths, str | os.PathLike) else list(paths):
         root_s = os.fspath(root)
         if not isinstance(root_s, str):
             raise TypeError("paths must be str or os.PathLike[str]")
-        if not os.path.isdir(root_s):
-            if _is_regular(root_s, handle):
-                yield root_s
+        roots.append(root_s)
+    walk = _Walk(handle, roots, follow)
+    for root_s in roots:
+        try:
+            st = os.stat(root_s)  # a root is followed: the caller named it
+        except OSError as err:
+            handle(err)
             continue
-        for dirpath, dirnames, filenames in os.walk(root_s, onerror=handle):
-            dirnames[:] = sorted(d for d in dirnames if d != ".git")
-            for name in sorted(filenames):
-                full = os.path.join(dirpath, name)
-                if _is_regular(full, handle):
-                    yield full
+        if stat.S_ISDIR(st.st_mode):
+            for path in walk.tree(root_s, st):
+                yield path, True
+        elif stat.S_ISREG(st.st_mode) and walk.first_visit(st):
+            yield root_s, False
 
 
-def _is_regular(path: str, handle: Callable[[OSError], None]) -> bool:
+# Open flags for reading a file a walk found: a link swapped in since the
+# walk saw a regular file is not followed, and a FIFO does not block.
+_WALKED_FLAGS: Final = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+_ROOT_FLAGS: Final = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+
+
+def _scan_file(
+    path: str, chunk_size: int, handle: Callable[[OSError], None], *, nofollow: bool
+) -> Iterator[Finding]:
     try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError as err:
-        handle(err)
-        return False
-
-
-def _scan_file(path: str, chunk_size: int, handle: Callable[[OSError], None]) -> Iterator[Finding]:
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed by the finally below
+        fd = os.open(path, _WALKED_FLAGS if nofollow else _ROOT_FLAGS)
     except OSError as err:
         handle(err)
         return
+    f = os.fdopen(fd, "rb")
     try:
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return  # replaced since the walk saw it
             first = f.read(chunk_size)
         except OSError as err:
             handle(err)
@@ -731,7 +880,7 @@ class GitHubPublicKeys:
         """
         try:
             doc = json.loads(document) if isinstance(document, str | bytes) else document
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             raise AlertVerificationError("public keys document is not JSON") from None
         entries = doc.get("public_keys") if isinstance(doc, Mapping) else None
         if not isinstance(entries, list):
@@ -872,7 +1021,7 @@ def verify_github_alert(
     keys.verify(body, headers)
     try:
         items = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise AlertVerificationError("alert body is not JSON") from None
     if not isinstance(items, list):
         raise AlertVerificationError("alert body is not a JSON array")
