@@ -1,0 +1,69 @@
+"""Tokens for the web tests, minted by the library on throw-away keys."""
+
+from __future__ import annotations
+
+import base64
+
+import attrs
+from web_app import NOW, ORG
+
+from macaroons_authz import (
+    Action,
+    Macaroon,
+    MemoryKeyring,
+    SigningKey,
+    app_token,
+    kid_for_key,
+    new_signing_key,
+    org_token,
+    to_header,
+)
+
+
+@attrs.frozen
+class Tokens:
+    """A key, the headers made with it, and the secrets none of the logs may show."""
+
+    key: SigningKey
+    reader: str  # GET app 42
+    admin: str  # anything in the organization
+    expired: str  # app 42, expired an hour before the requests
+    revoked: str  # app 42; the tests revoke it
+    forged: str  # the key's KID, another key
+    unknown_kid: str  # a key nobody knows
+    tokens: tuple[Macaroon, ...]
+    other_keys: tuple[bytes, ...]
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every token string and every key, in each form a log could print it."""
+        out = [h.removeprefix("FlyV1 ") for h in (self.reader, self.admin, self.expired)]
+        out += [h.removeprefix("FlyV1 ") for h in (self.revoked, self.forged, self.unknown_kid)]
+        for raw in (self.key.key, *self.other_keys):
+            out += [
+                raw.hex(),
+                base64.b64encode(raw).decode(),
+                base64.urlsafe_b64encode(raw).decode(),
+            ]
+            out.append(repr(raw)[2:-1])
+        return out
+
+
+def mint(key: SigningKey) -> Tokens:
+    """The test tokens, on *key*."""
+    reader = app_token(key, ORG, [42], actions=Action.READ, expires_in=3600, now=NOW)
+    admin = org_token(key, ORG, expires_in=3600, now=NOW)
+    expired = app_token(key, ORG, [42], expires_in=3600, now=NOW - 7200)
+    revoked = app_token(key, ORG, [42], expires_in=3600, now=NOW)
+    forger, stranger = new_signing_key(), new_signing_key()
+    forged = org_token(forger, ORG, kid=kid_for_key(key.key), expires_in=3600, now=NOW)
+    unknown = org_token(stranger, ORG, expires_in=3600, now=NOW)
+    tokens = (reader, admin, expired, revoked, forged, unknown)
+    h = [to_header(t) for t in tokens]
+    return Tokens(key, h[0], h[1], h[2], h[3], h[4], h[5], tokens, (forger, stranger))
+
+
+def memory_tokens() -> tuple[MemoryKeyring, Tokens]:
+    ring = MemoryKeyring()
+    ring.generate()
+    return ring, mint(ring.current())
