@@ -27,6 +27,7 @@ from macaroons_authz import (
     AlertVerificationError,
     GitHubPublicKeys,
     Macaroon,
+    _msgpack,
     app_token,
     classify_github_alert,
     encode_token,
@@ -35,6 +36,7 @@ from macaroons_authz import (
     to_header,
     verify_github_alert,
 )
+from macaroons_authz.caveats._base import UnregisteredCaveat
 from macaroons_authz.cli import MAX_INPUT, main
 from macaroons_authz.leaks import REDACTED, redact_tokens
 from tests.test_leaks import GitHub
@@ -211,8 +213,8 @@ def test_verify_now_nan_no_longer_allows_an_expired_token(key_file: str) -> None
 @pytest.mark.parametrize(
     "argv",
     [
-        ["--expires-in", "99999999999999999999999d"],  # overflowed the packer
-        ["--expires-in", "300000000d"],
+        ["--org", "1", "--expires-in", "99999999999999999999999d"],  # overflowed the packer
+        ["--org", "1", "--expires-in", "110000000000d"],  # over 2**53 seconds
         ["--org", str(2**64)],
         ["--org", "-1"],
         ["--org", "1", "--app", str(2**64)],
@@ -458,3 +460,15 @@ def test_cli_scan_stays_inside_the_tree(trees: tuple[Path, Path]) -> None:
         code, out, _ = call(["scan", "--json", str(root), *extra])
         doc = json.loads(out)
         assert [f["path"] for f in doc["findings"]] == [str(root / "inside.txt")]
+
+
+def test_inspect_a_huge_google_user_id() -> None:
+    # 900 bytes of id: more digits than Python prints; was a ValueError traceback.
+    m = Macaroon.new(b"kid", "https://api.fly.io/v1", KEY)
+    m.add(UnregisteredCaveat(25, raw=_msgpack.pack(b"\x09" * 900)))
+    token = encode_token(m.encode())
+    for extra in ([], ["--json"]):
+        code, out, err = call(["inspect", token, *extra])
+        assert (code, err) == (0, "")
+        assert "malformed" in out
+        assert not leaked(out, token)
