@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from web_app import AT, ORG
-from web_tokens import Tokens, memory_tokens
+from web_helpers import (
+    UNAUTHENTICATED_BODY,
+    Tokens,
+    broken_revocations,
+    forbidden_body,
+    memory_tokens,
+    problem_headers,
+)
 
 from macaroons_authz import (
     Action,
     FlyAccess,
     MemoryRevocationStore,
-    SQLiteRevocationStore,
     VerificationCache,
     Verifier,
 )
@@ -28,31 +32,6 @@ DELETE_42 = FlyAccess(org_id=ORG, app_id=42, action=Action.DELETE, at=AT)
 READ_43 = FlyAccess(org_id=ORG, app_id=43, action=Action.READ, at=AT)
 # Machine and app feature together: the access itself is malformed.
 BAD_ACCESS = FlyAccess(org_id=ORG, app_id=42, machine="ab12", app_feature="wg", at=AT)
-
-UNAUTHENTICATED_BODY = {
-    "type": "about:blank",
-    "title": "Unauthorized",
-    "status": 401,
-    "detail": "A valid FlyV1 token is required.",
-}
-
-
-def problem_headers(body: bytes, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
-    return (
-        ("Content-Type", "application/problem+json"),
-        ("Content-Length", str(len(body))),
-        *extra,
-    )
-
-
-def forbidden_body(*failed: str) -> dict[str, Any]:
-    return {
-        "type": "about:blank",
-        "title": "Forbidden",
-        "status": 403,
-        "detail": "The token does not allow this request.",
-        "failed_caveats": list(failed),
-    }
 
 
 class World:
@@ -149,19 +128,6 @@ def test_no_access_needed_means_no_decision_and_no_log(world: World) -> None:
     assert world.gate.decide((), None) is None
     assert world.gate.decide(("FlyV1 garbage",), None) is None
     assert world.records == []
-
-
-def broken_revocations(tmp_path: Path) -> SQLiteRevocationStore:
-    """A real SQLite store whose file was overwritten after it was opened."""
-    path = tmp_path / "revocations.db"
-    store = SQLiteRevocationStore(path)
-    store.close()
-    for leftover in tmp_path.glob("revocations.db-*"):
-        leftover.unlink()
-    path.write_bytes(b"this is not a database" * 512)
-    with pytest.raises(sqlite3.DatabaseError):
-        sqlite3.connect(path).execute("SELECT 1 FROM revocations")
-    return store
 
 
 def test_store_outage_fails_closed_with_503(tmp_path: Path) -> None:

@@ -1,10 +1,14 @@
-"""Tokens for the web tests, minted by the library on throw-away keys."""
+"""Shared by the web tests: tokens minted by the library on throw-away keys, expected bodies."""
 
 from __future__ import annotations
 
 import base64
+import sqlite3
+from pathlib import Path
+from typing import Any
 
 import attrs
+import pytest
 from web_app import NOW, ORG
 
 from macaroons_authz import (
@@ -12,6 +16,7 @@ from macaroons_authz import (
     Macaroon,
     MemoryKeyring,
     SigningKey,
+    SQLiteRevocationStore,
     app_token,
     kid_for_key,
     new_signing_key,
@@ -67,3 +72,42 @@ def memory_tokens() -> tuple[MemoryKeyring, Tokens]:
     ring = MemoryKeyring()
     ring.generate()
     return ring, mint(ring.current())
+
+
+UNAUTHENTICATED_BODY = {
+    "type": "about:blank",
+    "title": "Unauthorized",
+    "status": 401,
+    "detail": "A valid FlyV1 token is required.",
+}
+
+
+def problem_headers(body: bytes, *extra: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    return (
+        ("Content-Type", "application/problem+json"),
+        ("Content-Length", str(len(body))),
+        *extra,
+    )
+
+
+def forbidden_body(*failed: str) -> dict[str, Any]:
+    return {
+        "type": "about:blank",
+        "title": "Forbidden",
+        "status": 403,
+        "detail": "The token does not allow this request.",
+        "failed_caveats": list(failed),
+    }
+
+
+def broken_revocations(tmp_path: Path) -> SQLiteRevocationStore:
+    """A real SQLite store whose file was overwritten after it was opened."""
+    path = tmp_path / "revocations.db"
+    store = SQLiteRevocationStore(path)
+    store.close()
+    for leftover in tmp_path.glob("revocations.db-*"):
+        leftover.unlink()
+    path.write_bytes(b"this is not a database" * 512)
+    with pytest.raises(sqlite3.DatabaseError):
+        sqlite3.connect(path).execute("SELECT 1 FROM revocations")
+    return store
