@@ -97,6 +97,7 @@ from .errors import (
     UnauthorizedForActionError,
     UnauthorizedForResourceError,
     UnauthorizedForRoleError,
+    VerificationCostError,
     VerificationError,
 )
 from .header import (
@@ -130,7 +131,7 @@ from .leaks import (
     scan_paths,
     verify_github_alert,
 )
-from .macaroon import MAX_TOKEN_SIZE, Macaroon, discharge_ticket
+from .macaroon import MAX_TOKEN_SIZE, MAX_VERIFY_MACS, Macaroon, discharge_ticket
 from .nonce import Nonce
 from .revocation import (
     MemoryRevocationStore,
@@ -199,6 +200,7 @@ __all__ = [
     "MAX_HEADER_TOKENS",
     "MAX_NESTING",
     "MAX_TOKEN_SIZE",
+    "MAX_VERIFY_MACS",
     "MEMBER_FEATURES",
     "Access",
     "Action",
@@ -308,6 +310,7 @@ __all__ = [
     "UserInteractionRequiredError",
     "ValidityWindow",
     "VerificationCache",
+    "VerificationCostError",
     "VerificationError",
     "VerifiedMacaroon",
     "Verifier",

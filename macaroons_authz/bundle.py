@@ -39,7 +39,7 @@ from .caveats.registry import CaveatRegistry
 from .errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
 from .header import MACAROON_LABELS, _decode_payload, encode_token, split_header, trim_space
 from .keyring import Keyring
-from .macaroon import Macaroon, TrustedThirdParties, discharge_ticket
+from .macaroon import Macaroon, TrustedThirdParties, discharge_ticket, verification_run
 from .nonce import Nonce
 from .verifier import Verifier
 
@@ -617,6 +617,10 @@ class Bundle:
                 by location (see :meth:`Macaroon.verify
                 <macaroons_authz.Macaroon.verify>`).
 
+        All the permission tokens together spend at most
+        :data:`~macaroons_authz.MAX_VERIFY_MACS` HMAC operations; those past
+        it fail with :class:`~macaroons_authz.VerificationCostError`.
+
         Raises:
             NoVerifiedTokensError: none verified (or there is none), with
                 every failure.
@@ -628,7 +632,9 @@ class Bundle:
                 raise ValueError("the verifier is for another location than the bundle")
             if trusted_3ps is not None:
                 raise TypeError("a Verifier brings its own trusted third parties")
-        with self._lock:
+        # One header, one run: MAX_VERIFY_MACS holds for all its permission
+        # tokens together, and a discharge they share is checked once.
+        with self._lock, verification_run():
             tokens = self._tokens
             discharged = _discharges_by_ticket(tokens, self.location)
             verified: list[VerifiedMacaroon] = []
@@ -636,7 +642,9 @@ class Bundle:
             for i, t in enumerate(tokens):
                 if not self.is_permission(t):
                     continue
-                discharges = [d for x in _tickets(t) for d in discharged.get(x, ())]
+                # Each ticket once: a token may list one ticket many times.
+                tickets = dict.fromkeys(_tickets(t))
+                discharges = [d for x in tickets for d in discharged.get(x, ())]
                 result = _verify_one(t, keys, discharges, trusted_3ps or {})
                 tokens[i] = result
                 if isinstance(result, VerifiedMacaroon):

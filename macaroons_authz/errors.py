@@ -26,6 +26,7 @@ __all__ = [
     "UnauthorizedForActionError",
     "UnauthorizedForResourceError",
     "UnauthorizedForRoleError",
+    "VerificationCostError",
     "VerificationError",
 ]
 
@@ -57,6 +58,14 @@ class VerificationError(MacaroonError):
     Bad signature, missing or forged discharge, unknown key id, a revoked
     token, or an attestation outside a proof. The message names the reason
     in general terms and never includes key material.
+    """
+
+
+class VerificationCostError(VerificationError):
+    """Verifying would take more work than any header within the limits needs.
+
+    Raised before the HMAC operation that would pass
+    :data:`~macaroons_authz.MAX_VERIFY_MACS`; the token is refused.
     """
 
 

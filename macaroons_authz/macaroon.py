@@ -13,7 +13,9 @@ their bytes), so the bytes that are MACed are always the bytes that mean.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from . import _msgpack, crypto
@@ -33,13 +35,23 @@ from .caveats._base import (
 from .caveats.caveat_set import CaveatSet
 from .caveats.core import BindToParentToken, Caveat3P
 from .caveats.registry import DEFAULT_REGISTRY, CaveatRegistry
-from .errors import AttenuationError, DecodeError, VerificationError
+from .caveats.resset import IfPresent
+from .errors import AttenuationError, DecodeError, VerificationCostError, VerificationError
 from .nonce import Nonce
 
-__all__ = ["MAX_TOKEN_SIZE", "Macaroon", "discharge_ticket"]
+__all__ = ["MAX_TOKEN_SIZE", "MAX_VERIFY_MACS", "Macaroon", "discharge_ticket"]
 
 #: The largest encoded token (in bytes) that :meth:`Macaroon.decode` accepts.
 MAX_TOKEN_SIZE = 256 * 1024
+#: The most HMAC operations one verification may spend: one :meth:`Macaroon.verify`
+#: call, or every token of one header in :meth:`Bundle.verify
+#: <macaroons_authz.Bundle.verify>`. A header within ``MAX_HEADER_LENGTH``
+#: holds at most 786,432 token bytes, every caveat takes at least two of
+#: them and each token adds two operations (its nonce and a proof's
+#: finalization), so no header within the limits needs more than 394,240:
+#: this cap only ever stops a caller who passes more than a header's worth
+#: of discharges (see docs/security.rst).
+MAX_VERIFY_MACS = 2**19
 _RND_SIZE = 16
 _BINDING_ID_SIZE = 16
 
@@ -189,10 +201,10 @@ class Macaroon:
 
         Raises:
             AttenuationError: the token is a finalized proof, an attestation
-                was added to a token that is not a proof, or a second
-                third-party caveat names a location already used (by a
-                third-party caveat anywhere in the token, ``IfPresent``
-                included).
+                (at any depth of ``IfPresent``) was added to a token that is
+                not a proof, or a second third-party caveat names a location
+                or carries a ticket already used (by a third-party caveat
+                anywhere in the token, ``IfPresent`` included).
             DecodeError: a caveat cannot be encoded (an unregistered caveat
                 read from JSON).
         """
@@ -202,7 +214,11 @@ class Macaroon:
         # what is left; third-party caveats already present count wherever
         # they sit (Go's GetCaveats descends into IfPresent).
         seen = set(self._packs())
-        locations = {c.location for c in self.unsafe_caveats.of_type(Caveat3P)}
+        present = self.unsafe_caveats.of_type(Caveat3P)
+        locations = {c.location for c in present}
+        # Verification refuses two third-party caveats with one ticket (each
+        # would try every discharge of it), so they are never made.
+        tickets = {c.ticket for c in present}
         todo: list[tuple[Caveat, bytes]] = []
         for cav in caveats:
             if not isinstance(cav, Caveat):
@@ -211,12 +227,15 @@ class Macaroon:
             if packed in seen:
                 continue
             seen.add(packed)
-            if cav.attestation and not self._proof:
+            if not self._proof and _holds_attestation(cav):
                 raise AttenuationError("cannot add attestations to non-proof macaroons")
             if isinstance(cav, Caveat3P):
                 if cav.location in locations:
                     raise AttenuationError(f"attempting to add multiple 3ps for {cav.location}")
+                if cav.ticket in tickets:
+                    raise AttenuationError("attempting to add multiple 3ps with one ticket")
                 locations.add(cav.location)
+                tickets.add(cav.ticket)
             todo.append((cav, packed))
         added: list[Caveat] = []
         packs = list(self._packs())
@@ -366,6 +385,11 @@ class Macaroon:
     ) -> CaveatSet:
         """Check the signature and every third-party caveat; return the trusted caveats.
 
+        The work is linear in the size of the token and its discharges:
+        byte-identical discharges are tried once, each discharge under the
+        one key of the caveat whose ticket it carries, and at most
+        :data:`MAX_VERIFY_MACS` HMAC operations are spent.
+
         Args:
             key: the root key this token was minted with.
             discharges: discharge tokens (decoded, or as bytes); they are
@@ -374,14 +398,18 @@ class Macaroon:
             trusted_3ps: for each third-party location, the keys shared with
                 it. Attestations (identity caveats) are kept only from
                 discharges that one of these keys proves genuine; from
-                other discharges they are dropped.
+                other discharges they are dropped, and a discharge holding
+                one inside ``IfPresent`` fails.
 
         Returns:
             The caveats of this token and of its discharges, without
             third-party and binding caveats. Validate accesses against it.
 
         Raises:
-            VerificationError: the token or a discharge is not authentic.
+            VerificationError: the token or a discharge is not authentic, or
+                two third-party caveats of the token carry one ticket.
+            VerificationCostError: verifying would take more than
+                :data:`MAX_VERIFY_MACS` HMAC operations.
         """
         crypto.check_key(key, "key")
         decoded = []
@@ -390,27 +418,78 @@ class Macaroon:
                 decoded.append(_as_macaroon(d, None))
             except DecodeError:
                 continue
-        result = self._verify(key, decoded, (), trusted_3ps or {}, trust_attestations=True)
-        return CaveatSet(result)
+        run = _RUN.get() or _Run()
+        return CaveatSet(self._verify(key, decoded, trusted_3ps or {}, run))
 
     def _verify(
         self,
         key: bytes,
         discharges: Sequence[Macaroon],
-        parent_binding_ids: Sequence[bytes],
         trusted_3ps: TrustedThirdParties,
-        *,
-        trust_attestations: bool,
+        run: _Run,
     ) -> list[Caveat]:
+        """Verify this token as the permission token, with its *discharges*."""
+        result, pending, bindings = self._sort_caveats(trust_attestations=True)
+        if len({cav.ticket for _, cav in pending}) < len(pending):
+            # Each would try every discharge of the ticket: refused before
+            # any work, as add() never makes such a token.
+            raise VerificationError("two third-party caveats carry one ticket")
+        tails = self._tails(key, run)
+        # The token's own signature is checked before anything about its
+        # discharges is said, so a forger learns only "invalid".
+        if not self._signed_by(tails):
+            raise VerificationError("macaroon verify: invalid")
+        if bindings:  # a permission token has no parent to be bound to
+            raise VerificationError("discharge bound to different parent token")
+        if not pending:
+            return result
+        by_ticket = _distinct_by_ticket(discharges, {cav.ticket for _, cav in pending})
+        # A discharge may bind to any of this token's intermediate tails.
+        binding_ids = _BindingIds([crypto.sha256(t) for t in tails])
+        for i, cav in pending:
+            result.extend(
+                _verify_3p(
+                    cav, tails[i], by_ticket.get(cav.ticket, ()), binding_ids, trusted_3ps, run
+                )
+            )
+        return result
+
+    def _verify_discharge(
+        self, rn: bytes, binding_ids: _BindingIds, trusted: bool, run: _Run
+    ) -> list[Caveat]:
+        """Verify this token as a discharge signed with *rn*.
+
+        Its attestations are kept if *trusted* (see :meth:`_sort_caveats`).
+        """
+        result, pending, bindings = self._sort_caveats(trust_attestations=trusted)
+        if not run.signed(self, rn):
+            raise VerificationError("macaroon verify: invalid")
+        if not all(binding_ids.match(b) for b in set(bindings)):
+            raise VerificationError("discharge bound to different parent token")
+        if pending:  # discharges of a discharge are never looked for
+            raise VerificationError(f"no matching discharge token for {pending[0][1].location}")
+        return result
+
+    def _sort_caveats(
+        self, *, trust_attestations: bool
+    ) -> tuple[list[Caveat], list[tuple[int, Caveat3P]], list[bytes]]:
+        """The caveats to return, the third-party caveats (with their index) and binding ids.
+
+        Attestations, at any depth of ``IfPresent``, are kept only when
+        *trust_attestations*: a top-level one is dropped otherwise (as Go
+        does), a nested one fails, since dropping the ``IfPresent`` that
+        holds it would drop a restriction.
+
+        Raises:
+            VerificationError: the token is an unfinalized proof, or holds
+                an attestation where it cannot be trusted.
+        """
         if self._proof and not self._finalized:
             raise VerificationError("can't verify unfinalized proof")
-        tails = self._tails(key)
         result: list[Caveat] = []
-        pending: list[tuple[Caveat3P, bytes]] = []
-        bound_ok = True
+        pending: list[tuple[int, Caveat3P]] = []
+        bindings: list[bytes] = []
         proof = self._proof
-        # tails[i] is the tail before caveat i. (enumerate: zip(strict=True)
-        # over a slice of the tails cost 2.5k instructions a token.)
         for i, cav in enumerate(self._caveats):
             role = cav.verification_role
             if role == 0:
@@ -419,69 +498,167 @@ class Macaroon:
                         raise VerificationError("attestation in non-proof macaroon")
                     if trust_attestations:
                         result.append(cav)
+                elif type(cav) is IfPresent and _holds_attestation(cav):
+                    if not proof:
+                        raise VerificationError("attestation in non-proof macaroon")
+                    if not trust_attestations:
+                        raise VerificationError("attestation in IfPresent of untrusted discharge")
+                    result.append(cav)
                 else:
                     result.append(cav)
             elif role == THIRD_PARTY:
-                pending.append((cav, tails[i]))  # type: ignore[arg-type]
+                pending.append((i, cav))  # type: ignore[arg-type]
             else:
-                prefix = cav.binding_id or b""  # type: ignore[attr-defined]
-                if not any(p.startswith(prefix) for p in parent_binding_ids):
-                    bound_ok = False
-        # The token's own signature is checked before anything about its
-        # discharges is said, so a forger learns only "invalid".
-        if not self._signed_by(tails):
-            raise VerificationError("macaroon verify: invalid")
-        if not bound_ok:
-            raise VerificationError("discharge bound to different parent token")
-        if not pending:
-            return result
-        # A discharge may bind to any of this token's intermediate tails.
-        binding_ids = [crypto.sha256(t) for t in tails]
-        for cav, tail_then in pending:
-            result.extend(
-                self._verify_3p(
-                    cav, tail_then, discharges, binding_ids, trusted_3ps, trust_attestations
-                )
-            )
-        return result
+                bindings.append(cav.binding_id or b"")  # type: ignore[attr-defined]
+        return result, pending, bindings
 
-    def _tails(self, key: bytes) -> list[bytes]:
+    def _tails(self, key: bytes, run: _Run | None = None) -> list[bytes]:
         """The chain under *key*: ``tails[i]`` is the tail before caveat *i*, then the last."""
-        return crypto.chain(key, (self._nonce_packed, *self._packs()))
+        packs = self._packs()
+        if run is not None:
+            run.spend(len(packs) + 1 + self._proof)
+        return crypto.chain(key, (self._nonce_packed, *packs))
 
     def _signed_by(self, tails: Sequence[bytes]) -> bool:
         """Whether the chain *tails* (from :meth:`_tails`) ends in this token's tail."""
         cur = crypto.finalize(tails[-1]) if self._proof else tails[-1]
         return crypto.equal(cur, self._tail)
 
-    @staticmethod
-    def _verify_3p(
-        cav: Caveat3P,
-        tail_then: bytes,
-        discharges: Sequence[Macaroon],
-        binding_ids: Sequence[bytes],
-        trusted_3ps: TrustedThirdParties,
-        trust_attestations: bool,
-    ) -> list[Caveat]:
-        candidates = [d for d in discharges if cav.ticket is not None and d._kid == cav.ticket]
-        if not candidates:
-            raise VerificationError(f"no matching discharge token for {cav.location}")
-        rn = crypto.unseal(tail_then, cav.verifier_key or b"")
-        if rn is None:
-            raise VerificationError("bad verifier key in third-party caveat")
-        reasons = []
-        for d in candidates:
-            trusted = _trusted_discharge(d, rn, trusted_3ps)
-            if trusted is None:
-                reasons.append("discharge key from ticket/VerifierKey mismatch")
-                continue
-            try:
-                return d._verify(
-                    rn, (), binding_ids, {}, trust_attestations=trust_attestations and trusted
-                )
-            except VerificationError as exc:
-                reasons.append(str(exc))
-        raise VerificationError(f"discharge for {cav.location} failed: {'; '.join(reasons)}")
+    def _identity(self) -> tuple[bytes, str, tuple[bytes, ...], bytes]:
+        """What makes two tokens byte-identical (their encodings are equal iff this is)."""
+        return self._nonce_packed, self.location, self._packs(), self._tail
+
+
+class _Run:
+    """The work of one verification: the HMAC operations spent, and discharge checks done.
+
+    A discharge checked once under a key is never checked again in the same
+    run, so a header that repeats a discharge, or a bundle whose permission
+    tokens share one, costs each (discharge, key) pair one chain.
+    """
+
+    __slots__ = ("_signed", "macs")
+
+    def __init__(self) -> None:
+        self.macs = 0
+        self._signed: dict[tuple[tuple[bytes, str, tuple[bytes, ...], bytes], bytes], bool] = {}
+
+    def spend(self, n: int) -> None:
+        """Count *n* HMAC operations, before they are made.
+
+        Raises:
+            VerificationCostError: the run would pass :data:`MAX_VERIFY_MACS`.
+        """
+        self.macs += n
+        if self.macs > MAX_VERIFY_MACS:
+            raise VerificationCostError(
+                f"verification would take more than {MAX_VERIFY_MACS} HMAC operations"
+            )
+
+    def signed(self, token: Macaroon, key: bytes) -> bool:
+        """Whether *token* is signed with *key* (its chain is computed at most once)."""
+        memo_key = (token._identity(), key)
+        ok = self._signed.get(memo_key)
+        if ok is None:
+            ok = self._signed[memo_key] = token._signed_by(token._tails(key, self))
+        return ok
+
+
+_RUN: ContextVar[_Run | None] = ContextVar("macaroons_authz_verification_run", default=None)
+
+
+@contextmanager
+def verification_run() -> Iterator[None]:
+    """Make every verification inside the block one run: one budget, one memo.
+
+    Used to verify all the tokens of one header as one: the cap of
+    :data:`MAX_VERIFY_MACS` then holds for the header, and a discharge shared
+    by several permission tokens is checked once per key.
+    """
+    token = _RUN.set(_Run())
+    try:
+        yield
+    finally:
+        _RUN.reset(token)
+
+
+class _BindingIds:
+    """The binding ids a discharge may carry: prefixes of the parent's tail *digests*.
+
+    A digest is ``SHA-256`` of one of the parent's tails.
+
+    Matching takes one set lookup, after one pass over the digests for each
+    prefix length met (at most 33), so a discharge of many bindings costs
+    linear time rather than bindings times tails.
+    """
+
+    __slots__ = ("_by_length", "_digests")
+
+    def __init__(self, digests: Sequence[bytes]) -> None:
+        self._digests = digests
+        self._by_length: dict[int, frozenset[bytes]] = {}
+
+    def match(self, prefix: bytes) -> bool:
+        """Whether *prefix* begins the digest of one of the tails."""
+        n = len(prefix)
+        if n > 32:
+            return False
+        prefixes = self._by_length.get(n)
+        if prefixes is None:
+            prefixes = self._by_length[n] = frozenset(d[:n] for d in self._digests)
+        return prefix in prefixes
+
+
+def _distinct_by_ticket(
+    discharges: Sequence[Macaroon], tickets: set[bytes | None]
+) -> dict[bytes | None, list[Macaroon]]:
+    """The discharges whose KID is one of *tickets*, by KID, in order, byte-identical ones once."""
+    out: dict[bytes | None, list[Macaroon]] = {}
+    seen = set()
+    for d in discharges:
+        if d._kid not in tickets:
+            continue
+        identity = d._identity()
+        if identity not in seen:
+            seen.add(identity)
+            out.setdefault(d._kid, []).append(d)
+    return out
+
+
+def _verify_3p(
+    cav: Caveat3P,
+    tail_then: bytes,
+    candidates: Sequence[Macaroon],
+    binding_ids: _BindingIds,
+    trusted_3ps: TrustedThirdParties,
+    run: _Run,
+) -> list[Caveat]:
+    """The caveats of the first of *candidates* that discharges *cav* (in header order)."""
+    if cav.ticket is None or not candidates:
+        raise VerificationError(f"no matching discharge token for {cav.location}")
+    rn = crypto.unseal(tail_then, cav.verifier_key or b"")
+    if rn is None:
+        raise VerificationError("bad verifier key in third-party caveat")
+    reasons = []
+    for d in candidates:
+        trusted = _trusted_discharge(d, rn, trusted_3ps)
+        if trusted is None:
+            reasons.append("discharge key from ticket/VerifierKey mismatch")
+            continue
+        try:
+            return d._verify_discharge(rn, binding_ids, trusted, run)
+        except VerificationCostError:
+            raise
+        except VerificationError as exc:
+            reasons.append(str(exc))
+    raise VerificationError(f"discharge for {cav.location} failed: {'; '.join(reasons)}")
+
+
+def _holds_attestation(cav: Caveat) -> bool:
+    """Whether *cav* is an attestation or holds one, at any depth of ``IfPresent``."""
+    if cav.attestation:
+        return True
+    return type(cav) is IfPresent and any(_holds_attestation(c) for c in cav.ifs or ())
 
 
 def _set_bytes(data: bytes, token: Macaroon) -> bytes | None:

@@ -42,6 +42,7 @@ from macaroons_authz import (
     encode_token,
     to_header,
 )
+from macaroons_authz.macaroon import _BindingIds, _Run
 
 LOC = "https://api.example/v1"
 TP = "https://auth.example"
@@ -599,7 +600,7 @@ def test_binding_id_is_a_prefix_match_against_the_parent_binding_ids() -> None:
     decoded = Macaroon.decode(m.encode())
 
     def verify(ids: list[bytes]) -> None:
-        decoded._verify(key, (), ids, {}, trust_attestations=True)
+        decoded._verify_discharge(key, _BindingIds(ids), True, _Run())
 
     for ids in ([], [b"\xff"], [b"\xde"]):
         with pytest.raises(VerificationError, match="bound to different parent"):
@@ -617,9 +618,9 @@ def test_empty_binding_matches_any_parent_but_not_none() -> None:
     m = Macaroon.new(b"kid", LOC, key)
     m.add(BindToParentToken(b""))
     decoded = Macaroon.decode(m.encode())
-    decoded._verify(key, (), [os.urandom(16)], {}, trust_attestations=True)
+    decoded._verify_discharge(key, _BindingIds([os.urandom(16)]), True, _Run())
     with pytest.raises(VerificationError, match="bound to different parent"):
-        decoded._verify(key, (), [], {}, trust_attestations=True)
+        decoded._verify_discharge(key, _BindingIds([]), True, _Run())
 
 
 def test_unbound_discharge_verifies_standalone_with_or_without_parent_ids() -> None:
@@ -627,7 +628,7 @@ def test_unbound_discharge_verifies_standalone_with_or_without_parent_ids() -> N
     data = p.discharge(ValidityWindow(NOW, NOW + 60)).encode()
     d = Macaroon.decode(data)
     assert list(d.verify(p.rn)) == [ValidityWindow(NOW, NOW + 60)]
-    d._verify(p.rn, (), [bytes([123])], {}, trust_attestations=True)
+    d._verify_discharge(p.rn, _BindingIds([bytes([123])]), True, _Run())
     with pytest.raises(VerificationError, match="invalid"):
         d.verify(p.key)
 
