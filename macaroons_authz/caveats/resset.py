@@ -280,9 +280,14 @@ class ResourceSet(Generic[K]):
         return dict(self.entries)
 
     def to_json(self) -> dict[str, str]:
-        """The JSON object: ids as strings, actions as letters (keys sorted as Go does)."""
+        """The JSON object: ids as strings, actions as letters (keys sorted as Go does).
+
+        Go sorts the keys' bytes: the same as code point order, except for
+        ids holding bytes that are not UTF-8 (see ``_sort``).
+        """
         return {
-            str(k): action_letters(v) for k, v in sorted(self.entries, key=lambda kv: str(kv[0]))
+            str(k): action_letters(v)
+            for k, v in sorted(self.entries, key=lambda kv: _byte_key((str(kv[0]), 0)))
         }
 
     @classmethod
