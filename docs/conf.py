@@ -73,5 +73,20 @@ def _constant_docstring(app, what, name, obj, options, lines):
         lines[:] = []
 
 
+# autodoc documents only the names a page lists: a name added to
+# ``macaroons_authz.__all__`` and to no page would be missing from the API
+# reference without a word. Say so (a warning, so an error under -W).
+def _check_public_names(app, env):
+    from sphinx.util import logging
+
+    documented = env.get_domain("py").objects
+    for name in macaroons_authz.__all__:
+        if not name.startswith("__") and f"macaroons_authz.{name}" not in documented:
+            logging.getLogger(__name__).warning(
+                "macaroons_authz.%s is public but no page of docs/api/ documents it", name
+            )
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _constant_docstring)
+    app.connect("env-check-consistency", _check_public_names)
