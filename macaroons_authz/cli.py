@@ -250,8 +250,9 @@ def _parse_tokens(text: str) -> list[tuple[str, Macaroon | None, str | None]]:
 
 
 def _wrap(prefix: str, text: str, out: TextIO) -> None:
+    # What a token says is the token author's text: no escape sequences.
     lines = textwrap.wrap(
-        text,
+        _printable(text),
         width=WIDTH,
         initial_indent=prefix,
         subsequent_indent=" " * len(prefix),
@@ -323,7 +324,7 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     try:
         caveats = verifier.verify(text)
     except VerificationError as exc:
-        out.write(f"NOT AUTHENTIC token {token.nonce.uuid}\n  - {exc}\n")
+        out.write(f"NOT AUTHENTIC token {token.nonce.uuid}\n  - {_printable(str(exc))}\n")
         return 1
     if access is None:
         out.write(f"VALID token {token.nonce.uuid}: signature and discharges verified\n")

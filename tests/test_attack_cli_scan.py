@@ -472,3 +472,25 @@ def test_inspect_a_huge_google_user_id() -> None:
         assert (code, err) == (0, "")
         assert "malformed" in out
         assert not leaked(out, token)
+
+
+def test_cli_scan_file_names_cannot_forge_lines(tmp_path: Path) -> None:
+    name = "a\nforged.txt:9:9  token fm2_ (bare)\x1b[2K.txt"
+    (tmp_path / name).write_text(f"T = {TOKEN}\n")
+    code, out, err = call(["scan", str(tmp_path)])
+    assert (code, err) == (1, "")
+    lines = out.splitlines()
+    assert (
+        lines[0]
+        == f"{tmp_path}/a\\x0aforged.txt:9:9  token fm2_ (bare)\\x1b[2K.txt:1:5  token fm2_ (bare)"
+    )
+    assert len(lines) == 3
+
+
+def test_inspect_prints_no_escape_sequences_from_a_token() -> None:
+    # A token's location is its author's text; a terminal must not obey it.
+    m = Macaroon.new(b"kid", "https://x/\x1b]0;pwned\x07\x1b[2J\nALLOWED token", KEY)
+    code, out, err = call(["inspect", encode_token(m.encode())])
+    assert (code, err) == (0, "")
+    assert "\x1b" not in out and "\x07" not in out
+    assert "  location  https://x/\\x1b]0;pwned\\x07\\x1b[2J\\x0aALLOWED token\n" in out
