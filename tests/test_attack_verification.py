@@ -1,0 +1,291 @@
+"""Attacks on verification from issue 15: cost (item 1) and planted identities (item 4).
+
+Costs are asserted by counting HMAC operations (``crypto.mac`` and the steps
+of ``crypto.chain``), never by timing. The counter also stops a run that
+goes past what the test allows, so a regression fails fast instead of
+burning minutes of CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+
+import pytest
+
+from macaroons_authz import (
+    MAX_HEADER_LENGTH,
+    MAX_VERIFY_MACS,
+    Action,
+    AttenuationError,
+    BindToParentToken,
+    Bundle,
+    Caveat,
+    Caveat3P,
+    FlyioUserID,
+    GitHubUserID,
+    GoogleUserID,
+    IfPresent,
+    Macaroon,
+    MemoryKeyring,
+    Nonce,
+    Organization,
+    VerificationCostError,
+    VerificationError,
+    Verifier,
+    crypto,
+    discharge_ticket,
+    to_header,
+)
+from macaroons_authz.scopes import dangerous_user_id
+
+LOC = "https://api.example/v1"
+TP = "https://auth.example"
+TICKET = b"t"
+
+
+class MacCounter:
+    """Counts HMAC operations; fails the test once more than *limit* are made."""
+
+    def __init__(self, limit: int) -> None:
+        self.count = 0
+        self.limit = limit
+
+    def add(self, n: int) -> None:
+        self.count += n
+        if self.count > self.limit:
+            raise AssertionError(f"more than {self.limit} HMAC operations")
+
+
+@pytest.fixture
+def macs(monkeypatch: pytest.MonkeyPatch) -> MacCounter:
+    counter = MacCounter(10**9)
+    mac, chain = crypto.mac, crypto.chain
+
+    def counting_mac(key: bytes, msg: bytes) -> bytes:
+        counter.add(1)
+        return mac(key, msg)
+
+    def counting_chain(key: bytes, msgs: Iterable[bytes]) -> list[bytes]:
+        msgs = list(msgs)
+        counter.add(len(msgs))
+        return chain(key, msgs)
+
+    monkeypatch.setattr(crypto, "mac", counting_mac)
+    monkeypatch.setattr(crypto, "chain", counting_chain)
+    return counter
+
+
+def forge(nonce: Nonce, location: str, key: bytes, caveats: Sequence[Caveat]) -> Macaroon:
+    """A token signed under *key* with *caveats*, bypassing ``add``'s rules.
+
+    What an attacker builds from a token they hold (attenuation needs no
+    key) or a discharge they invent. A third-party caveat with a discharge
+    key gets its verifier key sealed under the tail before it, as ``add``
+    does.
+    """
+    tail = crypto.mac(key, nonce.encode())
+    done: list[Caveat] = []
+    for cav in caveats:
+        if isinstance(cav, Caveat3P) and cav.discharge_key is not None:
+            cav = Caveat3P(cav.location, crypto.seal(tail, cav.discharge_key), cav.ticket)
+        done.append(cav)
+        tail = crypto.mac(tail, cav.packed())
+    if nonce.proof:
+        tail = crypto.finalize(tail)
+    return Macaroon.decode(Macaroon(nonce, location, done, tail, finalized=True).encode())
+
+
+def permission(key: bytes, caveats: Sequence[Caveat]) -> Macaroon:
+    return forge(Nonce(b"kid", os.urandom(16), False), LOC, key, caveats)
+
+
+def discharge(key: bytes, n_caveats: int, ticket: bytes = TICKET) -> Macaroon:
+    """A proof for *ticket*: right if *key* is the ticket's discharge key."""
+    cavs = [Organization(i, Action.READ) for i in range(n_caveats)]
+    return forge(Nonce(ticket, os.urandom(16), True), TP, key, cavs)
+
+
+def keyring(key: bytes) -> MemoryKeyring:
+    """A keyring holding *key* under the KID ``b"kid"`` that the tokens here use."""
+    ring = MemoryKeyring()
+    ring.add(key, b"kid")
+    return ring
+
+
+def shared_ticket_caveats(n: int, rn: bytes) -> list[Caveat]:
+    return [Caveat3P(f"l{i}", None, TICKET, discharge_key=rn) for i in range(n)]
+
+
+# -- item 1: cost ------------------------------------------------------------
+
+
+def test_3000_third_party_caveats_on_one_ticket_fail_before_any_mac(macs: MacCounter) -> None:
+    """The issue's attack: 3,000 3P caveats, 250 wrong discharges of 300 caveats, one right."""
+    key, rn = os.urandom(32), os.urandom(32)
+    token = permission(key, shared_ticket_caveats(3000, rn))
+    wrong = [discharge(os.urandom(32), 300) for _ in range(250)]
+    header = to_header(token, *wrong, discharge(rn, 0))
+    assert len(header) <= MAX_HEADER_LENGTH
+    verifier = Verifier(keyring(key), location=LOC)
+    macs.count, macs.limit = 0, 0
+    with pytest.raises(VerificationError, match="two third-party caveats carry one ticket"):
+        verifier.verify(header)
+    assert macs.count == 0
+
+
+def test_two_third_party_caveats_on_one_ticket_fail_even_when_discharged() -> None:
+    key, rn = os.urandom(32), os.urandom(32)
+    token = permission(key, shared_ticket_caveats(2, rn))
+    with pytest.raises(VerificationError, match="carry one ticket"):
+        token.verify(key, [discharge(rn, 0)])
+    # One of them alone verifies with the same discharge.
+    assert list(permission(key, shared_ticket_caveats(1, rn)).verify(key, [discharge(rn, 0)])) == []
+
+
+def test_add_refuses_a_second_third_party_caveat_with_a_used_ticket() -> None:
+    key, rn = os.urandom(32), os.urandom(32)
+    token = Macaroon.new(b"kid", LOC, key)
+    first, second = shared_ticket_caveats(2, rn)
+    token.add(first)
+    before = token.encode()
+    with pytest.raises(AttenuationError, match="multiple 3ps with one ticket"):
+        token.add(second)
+    assert token.encode() == before
+    # Nor in one call, and nothing of the call is added.
+    fresh = Macaroon.new(b"kid", LOC, key)
+    with pytest.raises(AttenuationError, match="multiple 3ps with one ticket"):
+        fresh.add(Organization(1, Action.ALL), first, second)
+    assert len(fresh.unsafe_caveats) == 0
+
+
+def test_wrong_discharges_are_each_checked_once(macs: MacCounter) -> None:
+    """250 wrong discharges of 300 caveats, each sent three times, then the right one."""
+    key, rn = os.urandom(32), os.urandom(32)
+    token = permission(key, [Organization(1, Action.ALL), *shared_ticket_caveats(1, rn)])
+    wrong = [discharge(os.urandom(32), 300).encode() for _ in range(250)]
+    right = discharge(rn, 1)
+    # The token's chain (nonce + 2 caveats), each wrong discharge once
+    # (nonce + 300 + finalization), the right one (nonce + 1 + finalization).
+    expected = 3 + 250 * 302 + 3
+    macs.count, macs.limit = 0, expected
+    caveats = token.verify(key, [*wrong, *wrong, *wrong, right])
+    assert list(caveats) == [Organization(1, Action.ALL), Organization(0, Action.READ)]
+    assert macs.count == expected
+
+
+def test_a_discharge_shared_by_the_tokens_of_a_bundle_is_checked_once(
+    macs: MacCounter,
+) -> None:
+    key, tp_key = os.urandom(32), os.urandom(32)
+    ring = keyring(key)
+    tokens = [Macaroon.new(b"kid", LOC, key) for _ in range(20)]
+    for i, t in enumerate(tokens):
+        t.add(Organization(i, Action.ALL))
+    bundle = Bundle.parse(to_header(*tokens), LOC)
+    bundle.attenuate(Caveat3P.new(tp_key, TP))
+    (ticket,) = bundle.undischarged_tickets()[TP]
+    _, dm = discharge_ticket(tp_key, TP, ticket)
+    dm.add(*[Organization(1000 + i, Action.READ) for i in range(500)])
+    bundle.add_discharges(dm)
+    macs.count = 0
+    assert len(bundle.verify(ring)) == 20
+    # Each token's chain (nonce + 2 caveats), the discharge's once (nonce + 500 + finalization).
+    assert macs.count == 20 * 3 + 502
+
+
+def test_verification_stops_at_the_mac_cap(macs: MacCounter) -> None:
+    """More wrong discharges than a header can hold: refused at MAX_VERIFY_MACS."""
+    key, rn = os.urandom(32), os.urandom(32)
+    token = permission(key, shared_ticket_caveats(1, rn))
+    one = discharge(os.urandom(32), 4096)
+    caveats, packs = tuple(one.unsafe_caveats), one._packs()
+    nonce = one.nonce.encode()
+    # 130 distinct wrong discharges of 4,096 caveats (4,098 operations each).
+    wrong = [
+        Macaroon._from_canonical(nonce, TICKET, True, TP, caveats, packs, os.urandom(32))
+        for _ in range(130)
+    ]
+    assert MAX_VERIFY_MACS < 130 * 4098
+    macs.count, macs.limit = 0, MAX_VERIFY_MACS
+    with pytest.raises(VerificationCostError, match="more than 524288 HMAC operations"):
+        token.verify(key, [*wrong, discharge(rn, 0)])
+    assert macs.count <= MAX_VERIFY_MACS
+
+
+def test_discharge_binding_ids_of_every_length_match_as_prefixes() -> None:
+    """Bindings are matched by set lookups per length: same answers as prefix matching."""
+    key, tp_key = os.urandom(32), os.urandom(32)
+    token = Macaroon.new(b"kid", LOC, key)
+    c3p = Caveat3P.new(tp_key, TP)
+    token.add(c3p)
+    token.add(Organization(1, Action.ALL))
+    (ticket,) = token.third_party_tickets()[TP]
+    tails = crypto.chain(key, [token.nonce.encode(), *token._packs()])
+    digest = crypto.sha256(tails[-1])
+    for n in (0, 1, 16, 32):
+        _, dm = discharge_ticket(tp_key, TP, ticket)
+        dm.add(BindToParentToken(digest[:n]))
+        token.verify(key, [dm.encode()])
+    for bad in (digest + b"\x00", bytes([digest[0] ^ 1]) + digest[1:16]):
+        _, dm = discharge_ticket(tp_key, TP, ticket)
+        dm.add(BindToParentToken(bad))
+        with pytest.raises(VerificationError, match="bound to different parent"):
+            token.verify(key, [dm.encode()])
+
+
+# -- item 4: identities nested in IfPresent ------------------------------------
+
+
+@pytest.mark.parametrize("identity", [GoogleUserID(42), GitHubUserID(42), FlyioUserID(42)])
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_add_refuses_attestations_nested_in_if_present(identity: Caveat, depth: int) -> None:
+    cav: Caveat = identity
+    for _ in range(depth):
+        cav = IfPresent((Organization(1, Action.ALL), cav), Action.ALL)
+    token = Macaroon.new(b"kid", LOC, os.urandom(32))
+    with pytest.raises(AttenuationError, match="attestations to non-proof"):
+        token.add(cav)
+    assert len(token.unsafe_caveats) == 0
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_a_non_proof_token_with_a_nested_attestation_fails_verification(depth: int) -> None:
+    key = os.urandom(32)
+    cav: Caveat = GoogleUserID(42)
+    for _ in range(depth):
+        cav = IfPresent((cav,), Action.ALL)
+    token = permission(key, [cav])
+    with pytest.raises(VerificationError, match="attestation in non-proof"):
+        token.verify(key)
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_an_untrusted_discharge_with_a_nested_attestation_fails(depth: int) -> None:
+    tp_key = os.urandom(32)
+    cav: Caveat = FlyioUserID(666)
+    for _ in range(depth):
+        cav = IfPresent((cav,), Action.ALL)
+    key = os.urandom(32)
+    token = Macaroon.new(b"kid", LOC, key)
+    token.add_3p(tp_key, TP)
+    (ticket,) = token.third_party_tickets()[TP]
+    _, dm = discharge_ticket(tp_key, TP, ticket)
+    dm.add(cav)
+    with pytest.raises(VerificationError, match="attestation in IfPresent of untrusted discharge"):
+        token.verify(key, [dm.encode()])
+    # Trusted, the same discharge's identity is returned.
+    trusted = token.verify(key, [dm.encode()], {TP: [tp_key]})
+    assert trusted.of_type(FlyioUserID) == [FlyioUserID(666)]
+    assert dangerous_user_id(trusted) == 666
+
+
+def test_a_planted_nested_identity_is_never_returned() -> None:
+    """The issue's attack: IfPresent((GoogleUserID(victim),), ALL) on a plain token."""
+    key = os.urandom(32)
+    token = permission(key, [IfPresent((FlyioUserID(1), GoogleUserID(7)), Action.ALL)])
+    with pytest.raises(VerificationError):
+        token.verify(key)
+    verifier = Verifier(keyring(key), location=LOC)
+    with pytest.raises(VerificationError, match="attestation in non-proof"):
+        verifier.verify(to_header(token))
