@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hmac
+import math
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -44,12 +46,14 @@ from macaroons_authz import (
     ConfineUser,
     DecodeError,
     FeatureSet,
+    FlyAccess,
     FlyioUserID,
     FlySrc,
     FromMachineSource,
     GitHubUserID,
     GoogleUserID,
     IfPresent,
+    InvalidAccessError,
     IsMember,
     IsUser,
     Macaroon,
@@ -60,6 +64,7 @@ from macaroons_authz import (
     Nonce,
     Organization,
     StorageObjects,
+    UnauthorizedError,
     UnregisteredCaveat,
     ValidityWindow,
     VerificationError,
@@ -676,3 +681,164 @@ def test_random_bytes_as_a_discharge_are_skipped(junk: bytes) -> None:
     root, key, discharge = MATERIAL["root"], MATERIAL["key"], MATERIAL["discharge"]
     assume(junk != discharge[: len(junk)])
     Macaroon.decode(root).verify(key, [junk, discharge])
+
+
+# -- hostile JSON and huge numbers: only the library's errors escape (issue 15, item 6) ----------
+
+#: Values Go's decoder refuses or reads differently, and the review's bombs.
+HOSTILE_JSON = [
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e400",
+    "-1",
+    "1.5",
+    "18446744073709551616",
+    "9" * 5000,
+    '"' + "9" * 5000 + '"',
+    '"\\ud800"',
+    '"\\udc80x"',
+    '"\\udfff\\ud800"',
+    '"read"',
+    '"write"',
+    '"r*"',
+    '"*"',
+    "[" * 3000,
+    "[" * 200 + "]" * 200,
+    '{"a":' * 150 + "1" + "}" * 150,
+    "null",
+    "true",
+    "{}",
+    "[]",
+]
+_JSON_SCALAR = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|null|true|false')
+
+
+def _value_spots(template: str) -> list[re.Match[str]]:
+    """The JSON scalars of *template* that are values (not object keys)."""
+    return [
+        m
+        for m in _JSON_SCALAR.finditer(template)
+        if not template[m.end() :].lstrip().startswith(":")
+    ]
+
+
+def _spliced(template: str, at: int, fragment: str) -> str:
+    """*template* with its value number *at* (modulo their count) replaced by *fragment*."""
+    spots = _value_spots(template)
+    if not spots:
+        return fragment
+    spot = spots[at % len(spots)]
+    return template[: spot.start()] + fragment + template[spot.end() :]
+
+
+def _with_bad_bytes(text: str, at: int, junk: bytes) -> bytes:
+    """*text* with bytes that are not UTF-8 inside one of its string values."""
+    junk = bytes(b | 0x80 for b in junk)
+    spots = [m for m in _value_spots(text) if m.group().startswith('"')]
+    if not spots:
+        return text.encode() + junk
+    where = spots[at % len(spots)].start() + 1
+    return text[:where].encode() + junk + text[where:].encode()
+
+
+def _hostile_text(templates: st.SearchStrategy[str]) -> st.SearchStrategy[str | bytes]:
+    fragment = st.sampled_from(HOSTILE_JSON) | st.text(max_size=6).map(
+        lambda s: '"' + s.replace("\\", "").replace('"', "") + '"'
+    )
+    spliced = st.builds(_spliced, templates, st.integers(0, 200), fragment)
+    return st.one_of(
+        spliced,
+        st.builds(_spliced, spliced, st.integers(0, 200), fragment),
+        st.builds(_with_bad_bytes, spliced, st.integers(0, 400), st.binary(min_size=1, max_size=3)),
+        fragment,
+    )
+
+
+_caveat_templates = st.lists(json_caveat, min_size=1, max_size=4).map(
+    lambda cs: CaveatSet(cs).to_json()
+)
+_ACCESS_TEMPLATE = (
+    '{"action":"rw","orgid":1,"appid":2,"machine":"m","machine_feature":"f",'
+    '"command":["ls","-l"],"sourceMachine":"s"}'
+)
+
+
+def _json_is_writable(text: str) -> None:
+    text.encode("utf-8")  # no lone surrogates
+
+
+@given(_hostile_text(_caveat_templates))
+@FUZZ
+def test_caveat_json_raises_only_decode_errors_and_what_it_reads_is_usable(
+    text: str | bytes,
+) -> None:
+    try:
+        cs = CaveatSet.from_json(text)
+    except DecodeError:
+        return
+    repr(cs)
+    _json_is_writable(cs.to_json())
+    try:
+        data = cs.encode()
+    except DecodeError:  # an unregistered caveat read from JSON has no MessagePack form
+        assert any(isinstance(c, UnregisteredCaveat) for c in cs.of_type(Caveat))
+        return
+    assert CaveatSet.decode(data).encode() == data
+    with contextlib.suppress(UnauthorizedError):
+        cs.validate(FlyAccess(org_id=1, app_id=2, machine="m", action=Action.READ, at=0))
+
+
+@given(
+    _hostile_text(st.just(_ACCESS_TEMPLATE)),
+    st.sampled_from([0, 1.5, 2**70, math.nan, math.inf, -math.inf]),
+)
+@FUZZ
+def test_access_json_raises_only_decode_errors_and_what_it_reads_is_usable(
+    text: str | bytes, now: float
+) -> None:
+    try:
+        access = FlyAccess.from_json(text, now=now)
+    except DecodeError:
+        return
+    except InvalidAccessError:
+        assert not math.isfinite(now)  # a time that is not finite makes no access
+        return
+    assert math.isfinite(now)
+    repr(access)
+    _json_is_writable(access.to_json())
+    with contextlib.suppress(UnauthorizedError):
+        access.validate()
+        CaveatSet([Organization(1, Action.READ), ValidityWindow(0, 10)]).validate(access)
+
+
+@given(
+    st.one_of(
+        st.sampled_from(HOSTILE_JSON),
+        st.builds(
+            _spliced,
+            st.just(Nonce(b"k", bytes(16), True).to_json()),
+            st.just(0),
+            st.sampled_from(HOSTILE_JSON),
+        ),
+    ),
+    st.booleans(),
+)
+@FUZZ
+def test_nonce_json_raises_only_decode_errors(text: str, as_bytes: bool) -> None:
+    _only_decode_errors(Nonce.from_json, text.encode() if as_bytes else text)
+
+
+@given(st.integers(0, 3000), st.integers(0, 255))
+@FUZZ
+def test_google_user_ids_of_any_size_decode_or_raise_decode_error(size: int, first: int) -> None:
+    body = bytes([first]) + bytes(size)
+    data = b"\x92\x19" + msgpack.packb(body, use_bin_type=True)
+    try:
+        cs = CaveatSet.decode(data)
+    except DecodeError:
+        assert int.from_bytes(body, "big") >= 10**255
+        return
+    repr(cs)
+    _json_is_writable(cs.to_json())
+    assert CaveatSet.from_json(cs.to_json()) == cs
