@@ -56,6 +56,9 @@ class UsageError(Exception):
     """A command-line mistake: reported on one line, exit status 2."""
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _printable(text: str) -> str:
     """*text* safe for a terminal line: control characters and undecodable bytes escaped."""
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
@@ -67,18 +70,11 @@ def _error_line(message: str) -> str:
     return f"error: {_printable(redact_tokens(message))}\n"
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
 # -- input ---------------------------------------------------------------------
 
 
 def _read_input(arg: str | None, stdin: TextIO) -> str:
-    if arg in (None, "-"):
-        text = _read_bounded(stdin, "standard input")
-    else:
-        assert arg is not None
-        text = arg
+    text = _read_bounded(stdin, "standard input") if arg is None or arg == "-" else arg
     text = text.strip()
     if text.lower().startswith("authorization:"):
         text = text.split(":", 1)[1].strip()
@@ -380,12 +376,12 @@ def _cmd_attenuate(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     return 0
 
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
+_DURATION = re.compile(r"^([0-9]{1,20})([smhd])$")
 
 
 def _duration(text: str) -> int:
     match = _DURATION.match(text.strip())
-    if not match or len(match.group(1)) > 20:
+    if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 12h or 7d")
     seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
     if seconds > MAX_TIME:

@@ -218,7 +218,8 @@ def test_verify_now_nan_no_longer_allows_an_expired_token(key_file: str) -> None
         ["--org", str(2**64)],
         ["--org", "-1"],
         ["--org", "1", "--app", str(2**64)],
-        ["--org", "١٢"],  # int() takes Arabic-Indic digits; an id does not
+        ["--org", "\u0661\u0662"],  # int() takes Arabic-Indic digits; an id does not
+        ["--org", "1", "--expires-in", "\u0661\u0662d"],
     ],
 )
 def test_mint_out_of_range_numbers(argv: list[str], key_file: str) -> None:
