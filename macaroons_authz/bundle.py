@@ -274,7 +274,7 @@ class Predicate:
     """A filter that decides for each token alone; combine with ``&``, ``|``, ``~``.
 
     >>> keep_fo1 = Predicate(lambda t: t.text.startswith("fo1_"))
-    >>> str(Bundle.parse("fo1_a,zz", "loc").select(~keep_fo1))
+    >>> Bundle.parse("fo1_a,zz", "loc").select(~keep_fo1).header(scheme=False)
     'zz'
     """
 
@@ -469,13 +469,21 @@ class Bundle:
             return len(self._tokens)
 
     def __str__(self) -> str:
-        """The token strings joined by commas, without a scheme (the tokens themselves)."""
-        return ",".join(t.text for t in self.tokens)
+        """The same as ``repr``: never the tokens, so logging a bundle leaks none.
 
-    def header(self) -> str:
-        """The ``Authorization`` header value: ``FlyV1 <tokens>``, or ``""`` if empty."""
+        The tokens are credentials; ask for them by name with :meth:`header`.
+        """
+        return repr(self)
+
+    def header(self, *, scheme: bool = True) -> str:
+        """The ``Authorization`` header value: ``FlyV1 <tokens>``, or ``""`` if empty.
+
+        With ``scheme=False``, only the token strings joined by commas. Either
+        is a bearer credential: never log it.
+        """
         tokens = self.tokens
-        return f"{_SCHEME} {','.join(t.text for t in tokens)}" if tokens else ""
+        text = ",".join(t.text for t in tokens)
+        return f"{_SCHEME} {text}" if scheme and tokens else text
 
     def __repr__(self) -> str:
         kinds: dict[str, int] = {}

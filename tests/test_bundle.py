@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import pytest
@@ -101,19 +102,19 @@ def not_text(text: str) -> Predicate:
 
 def test_empty_header_is_one_empty_non_macaroon() -> None:
     bundle = Bundle.parse("", PERM_LOC)
-    assert str(bundle) == ""
+    assert bundle.header(scheme=False) == ""
     assert [type(t) for t in bundle] == [NonMacaroon]
 
 
 def test_order_is_preserved() -> None:
-    assert str(Bundle.parse("d,e,f,a,b,c", PERM_LOC)) == "d,e,f,a,b,c"
+    assert Bundle.parse("d,e,f,a,b,c", PERM_LOC).header(scheme=False) == "d,e,f,a,b,c"
 
 
 def test_custom_filter_replaces_the_default() -> None:
     bundle = Bundle.parse("d,e,f,a,b,c", PERM_LOC, filter=not_text("f"))
-    assert str(bundle) == "d,e,a,b,c"
+    assert bundle.header(scheme=False) == "d,e,a,b,c"
     # A plain function is a predicate too.
-    assert str(Bundle.parse("a,b", PERM_LOC, filter=lambda t: t.text == "b")) == "b"
+    assert Bundle.parse("a,b", PERM_LOC, filter=lambda t: t.text == "b").header(scheme=False) == "b"
 
 
 def test_scheme_is_stripped_and_pieces_trimmed() -> None:
@@ -128,13 +129,13 @@ def test_scheme_is_stripped_and_pieces_trimmed() -> None:
 
 def test_fo1_tokens_are_kept_verbatim() -> None:
     bundle = Bundle.parse("fo1_xxx", PERM_LOC)
-    assert str(bundle) == "fo1_xxx"
+    assert bundle.header(scheme=False) == "fo1_xxx"
     assert isinstance(bundle.tokens[0], NonMacaroon)
 
 
 def test_malformed_tokens_are_reported_but_filtered() -> None:
     bundle = Bundle.parse("d,e,fm2_f,a,b,c", PERM_LOC)
-    assert str(bundle) == "d,e,a,b,c"
+    assert bundle.header(scheme=False) == "d,e,a,b,c"
     (bad,) = bundle.malformed
     assert bad.text == "fm2_f"
     assert isinstance(bad.error, DecodeError)
@@ -154,14 +155,14 @@ def test_extraneous_discharges_are_filtered() -> None:
     toks = tokens(tps=[{"discharge": True}])
     extra = tokens(tps=[{"discharge": True}])
     bundle = Bundle.parse(joined([*toks, extra[1]]), PERM_LOC)
-    assert str(bundle) == joined(toks)
+    assert bundle.header(scheme=False) == joined(toks)
 
 
 def test_permission_tokens_of_other_locations_are_filtered() -> None:
     toks = tokens(tps=[{"discharge": True}])
     other = tokens(loc="bad-loc")
     bundle = Bundle.parse(joined([*toks, other[0]]), PERM_LOC)
-    assert str(bundle) == joined(toks)
+    assert bundle.header(scheme=False) == joined(toks)
 
 
 def test_header_size_limits_still_apply() -> None:
@@ -177,6 +178,20 @@ def test_reprs_show_no_token() -> None:
         assert secret not in text
 
 
+def test_str_and_logging_show_no_token(caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 15 item 11: ``log.info("%s", bundle)`` printed every token."""
+    toks = tokens(tps=[{"discharge": True}])
+    bundle = Bundle.parse(joined([*toks, "fo1_secret"]), PERM_LOC)
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("test").info("%s %s", bundle, f"{bundle}")
+    assert str(bundle) == repr(bundle)
+    for secret in (*toks, "fo1_secret"):
+        assert secret not in caplog.text
+    # The tokens are there for whoever asks for them by name.
+    assert bundle.header() == "FlyV1 " + joined([*toks, "fo1_secret"])
+    assert bundle.header(scheme=False) == joined([*toks, "fo1_secret"])
+
+
 # -- adding --------------------------------------------------------------------
 
 
@@ -185,9 +200,9 @@ def test_add_tokens_is_all_or_nothing() -> None:
     bundle = Bundle.parse(joined(t1), PERM_LOC)
     with pytest.raises(MalformedTokensError):
         bundle.add_tokens(joined(t2) + ",fm2_xxx")
-    assert str(bundle) == joined(t1)
+    assert bundle.header(scheme=False) == joined(t1)
     bundle.add_tokens(joined(t2))
-    assert str(bundle) == joined([*t1, *t2])
+    assert bundle.header(scheme=False) == joined([*t1, *t2])
 
 
 def test_add_discharges_takes_macaroons_bytes_and_strings() -> None:
@@ -213,10 +228,10 @@ def test_add_discharges_takes_macaroons_bytes_and_strings() -> None:
 
 def test_select_does_not_modify_the_bundle_and_filter_does() -> None:
     bundle = Bundle.parse("a,b,c", PERM_LOC)
-    assert str(bundle.select(not_text("b"))) == "a,c"
-    assert str(bundle) == "a,b,c"
+    assert bundle.select(not_text("b")).header(scheme=False) == "a,c"
+    assert bundle.header(scheme=False) == "a,b,c"
     bundle.filter(not_text("b"))
-    assert str(bundle) == "a,c"
+    assert bundle.header(scheme=False) == "a,c"
 
 
 def test_predicates_by_kind_location_and_caveat() -> None:
@@ -260,8 +275,8 @@ def test_with_discharges(tps: list[dict[str, object]], extra: bool) -> None:
         header = [*toks, tokens(tps=[{"discharge": True}])[1]]
     bundle = Bundle.parse(joined(header), PERM_LOC, filter=lambda t: True)
     perm = Predicate(lambda t: t.text == toks[0])
-    assert str(bundle.select(bundle.with_discharges(perm))) == joined(toks)
-    assert str(bundle.select(bundle.with_discharges(lambda t: False))) == ""
+    assert bundle.select(bundle.with_discharges(perm)).header(scheme=False) == joined(toks)
+    assert bundle.select(bundle.with_discharges(lambda t: False)).header(scheme=False) == ""
 
 
 def test_undischarged_tickets() -> None:
@@ -291,7 +306,7 @@ def test_verify_matches_each_permission_token_with_its_own_discharges() -> None:
         VerifiedMacaroon,
         UnverifiedMacaroon,
     ]
-    assert str(bundle) == joined([*t1, *t2])
+    assert bundle.header(scheme=False) == joined([*t1, *t2])
 
 
 def test_verify_reports_partial_success() -> None:
@@ -437,7 +452,7 @@ def test_attenuate_only_permission_tokens() -> None:
     assert isinstance(unverified, UnverifiedMacaroon) and cav in unverified.unsafe_caveats
     # The new strings are the attenuated tokens, and they still verify.
     assert first.text != toks[0]
-    fresh = Bundle.parse(str(bundle), PERM_LOC)
+    fresh = Bundle.parse(bundle.header(scheme=False), PERM_LOC)
     assert len(fresh.verify(ring())) == 2
 
 
@@ -456,12 +471,12 @@ def test_attenuate_is_all_or_nothing() -> None:
     mac.add_3p(TP_KEY, TP_LOC)
     plain = tokens()
     bundle = Bundle.parse(joined([*plain, encode_token(mac)]), PERM_LOC)
-    before = str(bundle)
+    before = bundle.header(scheme=False)
     # The second token already has a 3P caveat for TP_LOC: the call fails for
     # it, and the first is not changed either.
     with pytest.raises(AttenuationError):
         bundle.attenuate(Caveat3P.new(TP_KEY, TP_LOC))
-    assert str(bundle) == before
+    assert bundle.header(scheme=False) == before
 
 
 def test_attenuate_with_one_third_party_caveat_shares_the_ticket() -> None:
