@@ -8,7 +8,8 @@ Two halves:
   in what context, whether it is a real token, and a :class:`TokenId` that
   names the token without revealing it. A finding never holds the token
   text, so printing or logging one is safe; :func:`extract_tokens` is the
-  one, explicit, way to get the token strings themselves (to revoke them).
+  one, explicit, way to get the token strings themselves (to revoke them),
+  and :func:`redact_tokens` takes them out of a message.
 
 * **GitHub's secret-scanning partner program.** :func:`verify_github_alert`
   checks the ECDSA signature GitHub puts on an alert and parses it;
