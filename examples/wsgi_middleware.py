@@ -1,16 +1,17 @@
-"""Protect a WSGI API with FlyV1 tokens.
+"""Protect a WSGI API with FlyV1 tokens, using :class:`macaroons_authz.web.WSGIMiddleware`.
 
-``FlyV1Auth`` wraps any WSGI application. For each request it works out
-what the request wants to do (a ``FlyAccess``), asks a ``Verifier`` whether
+The middleware wraps any WSGI application. For each request it asks
+``access(environ)`` what the request wants to do (a ``FlyAccess``, or
+``None`` for a path that needs no token), asks the ``Verifier`` whether
 the ``Authorization`` header allows it, and answers:
 
 * 401 when the header is missing, malformed, forged or revoked: the caller
   is not authenticated, and learns nothing more;
-* 403 with the reasons when the token is genuine but does not allow this
-  request (the holder can read its own caveats anyway, so the reasons give
-  nothing away);
-* otherwise it calls the application, with the trusted caveats in
-  ``environ["macaroons_authz.caveats"]``.
+* 403 naming the kinds of caveat that refused the request, when the token
+  is genuine but does not allow it;
+* 503 when a store cannot be read (fail closed);
+* otherwise it calls the application, with the verified caveats and the
+  token's id in ``environ["macaroons_authz.caveats"]``.
 
 Run it: ``python examples/wsgi_middleware.py``. It serves a small API on
 127.0.0.1 (a free port), sends it requests with several tokens, prints what
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import logging
 import re
 import sys
 import threading
@@ -29,17 +29,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
-from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from macaroons_authz import (
     Action,
-    CaveatSet,
-    DecodeError,
     FlyAccess,
-    MacaroonError,
     MemoryKeyring,
-    UnauthorizedError,
-    VerificationError,
+    MemoryRevocationStore,
     Verifier,
     app_token,
     kid_for_key,
@@ -48,87 +44,12 @@ from macaroons_authz import (
     restrict,
     to_header,
 )
-
-log = logging.getLogger("flyv1-auth")
-
-#: Where the middleware leaves the trusted caveats for the application.
-CAVEATS_KEY = "macaroons_authz.caveats"
+from macaroons_authz.web import ENVIRON_KEY, Authorized, WSGIMiddleware
 
 # A fixed "now" (2026-01-01T00:00:00Z): tokens and requests use it, so the
 # output is the same on every run. A real service passes no clock.
 NOW = 1_767_225_600
 ORG, APP, OTHER_APP, MACHINE = 1234, 42, 43, "e784079b449483"
-
-AccessFor = Callable[[str, str, float], FlyAccess | None]
-
-
-def _reply(
-    start_response: StartResponse,
-    status: int,
-    body: dict[str, Any],
-    headers: Iterable[tuple[str, str]] = (),
-) -> list[bytes]:
-    data = json.dumps(body).encode()
-    phrase = http.client.responses[status]
-    start_response(
-        f"{status} {phrase}",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *headers],
-    )
-    return [data]
-
-
-class FlyV1Auth:
-    """WSGI middleware: a request passes only if its FlyV1 token allows its access.
-
-    Args:
-        app: the application to protect.
-        verifier: verifies headers (keys, trusted third parties, revocations).
-        access_for: maps ``(method, path, now)`` to the access the request
-            makes, or ``None`` for an unknown route (404).
-        clock: the time accesses are judged at; the wall clock by default.
-    """
-
-    def __init__(
-        self,
-        app: WSGIApplication,
-        verifier: Verifier,
-        access_for: AccessFor,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.app = app
-        self.verifier = verifier
-        self.access_for = access_for
-        self.clock = clock
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        access = self.access_for(
-            environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", ""), self.clock()
-        )
-        if access is None:
-            return _reply(start_response, 404, {"error": "not found"})
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        challenge = [("WWW-Authenticate", "FlyV1")]
-        if not header:
-            return _reply(start_response, 401, {"error": "token required"}, challenge)
-        try:
-            caveats = self.verifier.authorize(header, access)
-        except (DecodeError, VerificationError) as exc:
-            # The reason goes to our log only: telling a forger why its token
-            # failed would help it. Library messages never hold key material.
-            log.info("rejected token: %s", exc)
-            return _reply(start_response, 401, {"error": "invalid token"}, challenge)
-        except UnauthorizedError as exc:
-            reasons = [str(leaf) for leaf in exc.leaves()]
-            return _reply(start_response, 403, {"error": "forbidden", "reasons": reasons})
-        except MacaroonError:
-            # Anything else (a revocation store that cannot be read, say)
-            # must fail closed: no answer is not a yes.
-            log.exception("cannot authorize")
-            return _reply(start_response, 503, {"error": "try again later"})
-        environ[CAVEATS_KEY] = caveats
-        return self.app(environ, start_response)
-
 
 # -- the API being protected ---------------------------------------------------
 
@@ -137,7 +58,11 @@ _MACHINE_ROUTE = re.compile(r"/orgs/(\d+)/apps/(\d+)/machines/([0-9a-f]+)/start"
 
 
 def access_for(method: str, path: str, now: float) -> FlyAccess | None:
-    """What each route of the API does, as a Fly.io access."""
+    """What each route of the API does, as a Fly.io access.
+
+    ``None`` (no token needed) for the health check and for every path the
+    API does not serve, which it answers with a 404.
+    """
     if m := _APP_ROUTE.fullmatch(path):
         org, app = int(m[1]), int(m[2])
         if method == "GET":
@@ -151,11 +76,34 @@ def access_for(method: str, path: str, now: float) -> FlyAccess | None:
     return None
 
 
+def _reply(start_response: StartResponse, status: int, body: dict[str, Any]) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(
+        f"{status} {http.client.responses[status]}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
+    )
+    return [data]
+
+
 def api(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-    """The application: it only runs for authorized requests."""
-    caveats: CaveatSet = environ[CAVEATS_KEY]
-    body = {"ok": True, "path": environ["PATH_INFO"], "trusted_caveats": len(caveats)}
+    """The application: protected routes only run for authorized requests."""
+    method, path = environ["REQUEST_METHOD"], environ["PATH_INFO"]
+    if path == "/health":
+        return _reply(start_response, 200, {"ok": True})
+    authorized: Authorized | None = environ[ENVIRON_KEY]
+    if authorized is None:  # a path access_for does not know: not ours
+        return _reply(start_response, 404, {"error": "not found"})
+    body = {"ok": True, "path": path, "method": method, "trusted_caveats": len(authorized.caveats)}
     return _reply(start_response, 200, body)
+
+
+def protect(verifier: Verifier, *, clock: Callable[[], float] = time.time) -> WSGIMiddleware:
+    """The API behind the middleware; *clock* is the time accesses are judged at."""
+
+    def access(environ: WSGIEnvironment) -> FlyAccess | None:
+        return access_for(environ["REQUEST_METHOD"], environ["PATH_INFO"], clock())
+
+    return WSGIMiddleware(api, verifier, access)
 
 
 # -- the demonstration -----------------------------------------------------------
@@ -176,11 +124,19 @@ def _request(port: int, method: str, path: str, header: str | None) -> tuple[int
         conn.close()
 
 
+def _describe(body: dict[str, Any]) -> str:
+    if "title" in body:  # an application/problem+json denial
+        failed = body.get("failed_caveats")
+        return str(body["title"]) + (f": {', '.join(failed)}" if failed else "")
+    return "ok" if body.get("ok") else str(body["error"])
+
+
 def main() -> int:
     keyring = MemoryKeyring()
     keyring.generate()
-    verifier = Verifier(keyring)
-    protected = FlyV1Auth(api, verifier, access_for, clock=lambda: NOW)
+    revocations = MemoryRevocationStore()
+    verifier = Verifier(keyring, revocations=revocations)
+    protected = protect(verifier, clock=lambda: NOW)
 
     # Tokens as an operator would hand them out.
     reader = to_header(
@@ -190,6 +146,8 @@ def main() -> int:
     # Anyone holding a token can narrow it without the key: here to one app.
     app_admin = to_header(restrict(admin, apps=[APP]))
     expired = to_header(app_token(keyring.current(), ORG, [APP], expires_in=3600, now=NOW - 7200))
+    leaked = app_token(keyring.current(), ORG, [APP], expires_in=3600, now=NOW)
+    revocations.revoke(str(leaked.nonce.uuid))
     # A forger who guesses the key id but not the key.
     forged_key = new_signing_key()
     forged = to_header(
@@ -201,6 +159,7 @@ def main() -> int:
         ("no token", "GET", app_path, None, 401),
         ("not a token", "GET", app_path, "FlyV1 fm2_bm90IGEgdG9rZW4=", 401),
         ("forged token", "GET", app_path, forged, 401),
+        ("revoked token", "GET", app_path, to_header(leaked), 401),
         ("read-only token, read", "GET", app_path, reader, 200),
         ("read-only token, delete", "DELETE", app_path, reader, 403),
         ("read-only token, other app", "GET", f"/orgs/{ORG}/apps/{OTHER_APP}", reader, 403),
@@ -209,6 +168,7 @@ def main() -> int:
         ("app admin token, start Machine", "POST", f"{app_path}/machines/{MACHINE}/start",
          app_admin, 200),
         ("app admin token, other app", "DELETE", f"/orgs/{ORG}/apps/{OTHER_APP}", app_admin, 403),
+        ("health check, no token", "GET", "/health", None, 200),
     ]  # fmt: skip
 
     server = make_server("127.0.0.1", 0, protected, handler_class=_QuietHandler)
@@ -218,10 +178,9 @@ def main() -> int:
     try:
         for label, method, path, header, expected in cases:
             status, body = _request(server.server_port, method, path, header)
-            detail = "; ".join(body.get("reasons", [])) or body.get("error", "ok")
             mark = "" if status == expected else f"   <-- expected {expected}"
             failures += status != expected
-            print(f"{label:<32} {method:<6} -> {status} {detail}{mark}")
+            print(f"{label:<32} {method:<6} -> {status} {_describe(body)}{mark}")
     finally:
         server.shutdown()
         server.server_close()

@@ -74,17 +74,18 @@ def test_wsgi_middleware_example(tmp_path: Path) -> None:
     out = run_example("wsgi_middleware.py", tmp_path)
     lines = out.splitlines()
     expected = {
-        "no token": "GET    -> 401 token required",
-        "not a token": "GET    -> 401 invalid token",
-        "forged token": "GET    -> 401 invalid token",
+        "no token": "GET    -> 401 Unauthorized",
+        "not a token": "GET    -> 401 Unauthorized",
+        "forged token": "GET    -> 401 Unauthorized",
+        "revoked token": "GET    -> 401 Unauthorized",
         "read-only token, read": "GET    -> 200 ok",
-        "read-only token, delete": "DELETE -> 403 unauthorized for d on this token (Action); "
-        "unauthorized for d on app 42",
-        "read-only token, other app": "GET    -> 403 unauthorized for app 43",
-        "expired token": "GET    -> 403 unauthorized: token expired at 2025-12-31T23:00:00Z",
+        "read-only token, delete": "DELETE -> 403 Forbidden: Action, Apps",
+        "read-only token, other app": "GET    -> 403 Forbidden: Apps",
+        "expired token": "GET    -> 403 Forbidden: ValidityWindow",
         "app admin token, delete": "DELETE -> 200 ok",
         "app admin token, start Machine": "POST   -> 200 ok",
-        "app admin token, other app": "DELETE -> 403 unauthorized for app 43",
+        "app admin token, other app": "DELETE -> 403 Forbidden: Apps",
+        "health check, no token": "GET    -> 200 ok",
     }
     assert lines[: len(expected)] == [f"{k:<32} {v}" for k, v in expected.items()]
     assert lines[-1] == "all answers as expected"
@@ -199,9 +200,7 @@ def test_middleware_answers_401_403_200(middleware: ModuleType) -> None:
     ring = MemoryKeyring()
     ring.generate()
     now = middleware.NOW
-    protected = middleware.FlyV1Auth(
-        middleware.api, Verifier(ring), middleware.access_for, clock=lambda: now
-    )
+    protected = middleware.protect(Verifier(ring), clock=lambda: now)
     reader = to_header(app_token(ring.current(), 1234, [42], actions=Action.READ))
 
     missing = call(protected, "GET", "/orgs/1234/apps/42", None)
@@ -211,13 +210,14 @@ def test_middleware_answers_401_403_200(middleware: ModuleType) -> None:
     other_ring = MemoryKeyring()
     other_ring.generate()
     forged = to_header(app_token(other_ring.current(), 1234, [42]))
-    assert (
-        call(protected, "GET", "/orgs/1234/apps/42", forged).body == b'{"error": "invalid token"}'
+    assert call(protected, "GET", "/orgs/1234/apps/42", forged).body == (
+        b'{"type":"about:blank","title":"Unauthorized","status":401,'
+        b'"detail":"A valid FlyV1 token is required."}'
     )
 
     denied = call(protected, "DELETE", "/orgs/1234/apps/42", reader)
     assert denied.status == "403 Forbidden"
-    assert b'"reasons": ["unauthorized for d on this token (Action)"' in denied.body
+    assert b'"failed_caveats":["Action","Apps"]' in denied.body
 
     allowed = call(protected, "GET", "/orgs/1234/apps/42", reader)
     assert allowed.status == "200 OK"
@@ -237,9 +237,7 @@ def test_middleware_fails_closed_when_revocations_cannot_be_read(
         raise StoreError("disk on fire")
 
     monkeypatch.setattr(store, "is_revoked", broken)
-    protected = middleware.FlyV1Auth(
-        middleware.api, Verifier(ring, revocations=store), middleware.access_for
-    )
+    protected = middleware.protect(Verifier(ring, revocations=store))
     header = to_header(app_token(ring.current(), 1234, [42]))
     response = call(protected, "GET", "/orgs/1234/apps/42", header)
     assert response.status == "503 Service Unavailable"
