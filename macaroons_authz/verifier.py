@@ -10,6 +10,7 @@ which only ever makes the verifier verify afresh.)
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -17,11 +18,12 @@ from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
+from ._sqlite import StoreError
 from .access import Access
 from .caveats.caveat_set import CaveatSet
 from .caveats.registry import CaveatRegistry
-from .errors import VerificationError
-from .header import _split_by_location, split_header
+from .errors import MacaroonError, VerificationError
+from .header import _split_by_location
 from .keyring import Keyring
 from .macaroon import Macaroon
 from .revocation import RevocationStore
@@ -94,30 +96,37 @@ class Verifier:
             DecodeError: the header is malformed.
             VerificationError: unknown KID, bad signature, missing or bad
                 discharge, or a revoked token.
+            StoreError: the revocation store cannot be read (the request
+                must fail: nothing is served from the cache meanwhile).
         """
         cache = self.cache
-        stamp: int | None = None
+        revocations = self._revocations
+        stamp = 0
         if cache is not None:
-            if self._revocations is not None:
-                cache.follow(self._revocations)
-            key = cache._key_of(header)
-            hit = cache.get(key)
+            if revocations is not None:
+                cache.follow(revocations)
+            hit = cache.lookup(header)
             if hit is not None:
                 return hit
             stamp = cache.stamp()
         token, discharges = self.split(header)
         ids: list[str] = []
-        if self._revocations is not None or cache is not None:
+        if revocations is not None or cache is not None:
             ids = [str(t.nonce.uuid) for t in (token, *discharges)]
-        if self._revocations is not None and any(map(self._revocations.is_revoked, ids)):
+        if revocations is not None and _any_revoked(revocations, ids):
             raise VerificationError("token revoked")
+        if cache is not None:
+            key, size = cache._key(token, discharges)
+            hit = cache.get(key, header=header, token_ids=ids, stamp=stamp)
+            if hit is not None:
+                return hit
         kid = token._kid or b""
         root_key = self._keyring.key_for(kid)
         if root_key is None:
             raise VerificationError(f"unknown KID {kid.hex()}")
         caveats = token.verify(root_key, discharges, self._trusted_3ps)
         if cache is not None:
-            cache.put(key, caveats, ids, stamp=stamp)
+            cache.put(key, caveats, ids, stamp=stamp, header=header, size=size)
         return caveats
 
     def authorize(self, header: str, access: Access) -> CaveatSet:
@@ -138,22 +147,72 @@ class Verifier:
         return caveats
 
 
+def _any_revoked(store: RevocationStore, ids: Sequence[str]) -> bool:
+    """Whether *store* holds one of *ids*.
+
+    Raises:
+        StoreError: the store cannot answer.
+    """
+    try:
+        return any(map(store.is_revoked, ids))
+    except MacaroonError:
+        raise
+    except Exception as exc:
+        raise _unreadable(exc) from exc
+
+
+def _unreadable(exc: Exception) -> StoreError:
+    # The type only: a driver's message may hold a connection string.
+    return StoreError(f"cannot read the revocation store ({type(exc).__name__})")
+
+
+#: Bytes of memory charged per byte of the encoded tokens behind an entry:
+#: the most any caveat shape was measured to take once decoded (resource
+#: sets of many integer ids take 30; ordinary tokens 1.5 to 3).
+_BYTES_PER_TOKEN_BYTE = 32
+#: Bytes charged for an entry's own objects, and for each token id it holds.
+_ENTRY_BYTES = 512
+_ID_BYTES = 128
+#: Bytes charged for a remembered header, besides its characters.
+_HEADER_BYTES = 128
+#: How many header strings one entry remembers (the latest ones).
+MAX_HEADERS_PER_ENTRY = 4
+
+
+def _header_bytes(header: str) -> int:
+    """The memory charged for a remembered header (a non-ASCII str takes 4 bytes a character)."""
+    return _HEADER_BYTES + (len(header) if header.isascii() else 4 * len(header))
+
+
 @attrs.frozen
 class _Entry:
     caveats: CaveatSet
-    token_ids: tuple[str, ...]
+    token_ids: frozenset[str]
     stored_at: float
+    size: int  # bytes charged for it, its remembered headers included
+    headers: tuple[str, ...] = ()  # the header strings remembered as leading to it
 
 
 class VerificationCache:
     """A bounded LRU of successful verifications, safe across threads.
 
-    Entries are keyed by the exact token strings of a header, expire
-    *max_age* seconds after they were stored, and are dropped when a token
-    of theirs is revoked (the verifier follows its revocation store's feed
-    at most every *poll_interval* seconds). Only verification is cached:
-    validation of the access, and so expiry, always runs. Failures are never
-    cached.
+    An entry is keyed by what its verification read: a SHA-256 digest of
+    the canonical encodings of the permission token and of the discharges
+    whose KID is one of its tickets, in header order. What verification
+    ignores (``fo1_`` tokens, tokens that do not decode or match no ticket,
+    bytes after a token, the scheme and spacing) makes no new entry. The
+    exact header strings that verified are remembered too (the latest
+    :data:`MAX_HEADERS_PER_ENTRY` of each entry), so that a repeated header
+    costs two dictionary look-ups; a header that did not verify is never
+    remembered.
+
+    Entries expire *max_age* seconds after they were stored, and are
+    dropped when a token of theirs is revoked: the verifier follows its
+    revocation store's feed at most every *poll_interval* seconds, and
+    serves no entry unless the feed was read successfully within that
+    interval (a failed read raises :class:`~macaroons_authz.StoreError`, and
+    the next request reads again). Only verification is cached: validation
+    of the access, and so expiry, always runs. Failures are never cached.
 
     A push invalidator (such as
     :class:`~macaroons_authz.postgres.PostgresInvalidator`) can put the cache
@@ -165,6 +224,11 @@ class VerificationCache:
     Args:
         max_entries: how many verifications to keep.
         max_age: seconds an entry lives.
+        max_bytes: the memory the entries and remembered headers may take,
+            as estimated: 32 bytes per byte of the tokens behind an entry
+            (the most any caveat shape takes once decoded), plus the
+            characters of its remembered headers and a fixed overhead. An
+            entry estimated above *max_bytes* is not stored.
         poll_interval: seconds between reads of the revocation feed; a
             revocation made elsewhere reaches cached entries within it.
         clock: a monotonic clock (injectable for tests).
@@ -175,27 +239,33 @@ class VerificationCache:
         max_entries: int = 10_000,
         max_age: float = 300.0,
         *,
+        max_bytes: int = 64 * 1024 * 1024,
         poll_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_entries < 1 or max_age <= 0 or poll_interval < 0:
-            raise ValueError("max_entries and max_age must be positive")
+        if max_entries < 1 or max_age <= 0 or max_bytes < 1 or poll_interval < 0:
+            raise ValueError(
+                "max_entries, max_age and max_bytes must be positive, poll_interval not negative"
+            )
         self.max_entries = max_entries
         self.max_age = max_age
+        self.max_bytes = max_bytes
         self.poll_interval = poll_interval
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        # The key of each header string an entry remembers (see _remember):
+        # a hit by the header itself skips decoding and hashing.
+        self._header_keys: dict[str, bytes] = {}
+        self._bytes = 0
         self._cursor = 0
+        # When the feed was last read successfully (None: never).
         self._polled_at: float | None = None
         # Bumped whenever entries are dropped: a verification that began
         # before a drop must not store its result after it (see put).
         self._epoch = 0
         # None: no lease needed. Otherwise hits are served until this time.
         self._lease_until: float | None = None
-        # key() of recently seen headers: a pure function, remembered
-        # because computing it costs a fifth of a cache hit.
-        self._header_keys: dict[str, str] = {}
         self.hits = 0
         self.misses = 0
         self._owner: object = None
@@ -203,11 +273,16 @@ class VerificationCache:
     def __repr__(self) -> str:
         return (
             f"<VerificationCache entries={len(self._entries)}/{self.max_entries} "
-            f"hits={self.hits} misses={self.misses}>"
+            f"bytes={self._bytes}/{self.max_bytes} hits={self.hits} misses={self.misses}>"
         )
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        """The memory the cache is charged for now, as estimated (see *max_bytes*)."""
+        return self._bytes
 
     def claim(self, owner: object) -> None:
         """Bind the cache to the verifier that fills it.
@@ -224,26 +299,29 @@ class VerificationCache:
             self._owner = owner
 
     @staticmethod
-    def key(header: str) -> str:
-        """The cache key of a header: its token strings, exactly as written, sorted."""
-        pieces = split_header(header)
-        return pieces[0] if len(pieces) == 1 else ",".join(sorted(pieces))
+    def _key(token: Macaroon, discharges: Sequence[Macaroon]) -> tuple[bytes, int]:
+        """The key of verifying *token* with *discharges*, and the encoded size behind it.
 
-    def _key_of(self, header: str) -> str:
-        """:meth:`key`, remembered for up to *max_entries* headers."""
-        if type(header) is not str:
-            return self.key(header)
-        keys = self._header_keys
-        key = keys.get(header)
-        if key is None:
-            key = self.key(header)
-            if len(keys) >= self.max_entries:
-                keys.clear()
-            keys[header] = key
-        return key
+        Verification reads the permission token and the discharges whose KID
+        is one of its tickets, in order, and nothing else: the key is a
+        digest of their canonical encodings, each preceded by its length.
+        """
+        tickets = {t for ts in token.third_party_tickets().values() for t in ts}
+        digest = hashlib.sha256()
+        size = 0
+        for used in (token, *(d for d in discharges if d._kid in tickets)):
+            data = used.encode()
+            digest.update(len(data).to_bytes(4, "big"))
+            digest.update(data)
+            size += len(data)
+        return digest.digest(), size
 
-    def get(self, key: str) -> CaveatSet | None:
-        """The cached caveats for *key*, or ``None`` if absent, expired or held."""
+    def lookup(self, header: str) -> CaveatSet | None:
+        """The cached caveats of *header* if it is a remembered header, else ``None``.
+
+        A hit is counted; a header that is not remembered is not counted as
+        a miss (the verifier then looks its tokens up with :meth:`get`).
+        """
         now = self._clock()  # one read serves the lease and the age
         # acquire/release rather than `with`: on this path the context
         # manager's calls cost 1.1k instructions, a sixth of a hit.
@@ -251,13 +329,13 @@ class VerificationCache:
         try:
             if self._lapsed(now):
                 self._clear()
-                self.misses += 1
                 return None
-            entry = self._entries.get(key)
-            if entry is None or now - entry.stored_at > self.max_age:
-                if entry is not None:
-                    del self._entries[key]
-                self.misses += 1
+            key = self._header_keys.get(header) if type(header) is str else None
+            if key is None:
+                return None
+            entry = self._entries[key]  # a remembered header's entry is present
+            if now - entry.stored_at > self.max_age:
+                self._remove(key)
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
@@ -265,53 +343,119 @@ class VerificationCache:
         finally:
             self._lock.release()
 
+    def get(
+        self,
+        key: bytes,
+        *,
+        header: str | None = None,
+        token_ids: Sequence[str] = (),
+        stamp: int | None = None,
+    ) -> CaveatSet | None:
+        """The cached caveats for *key*, or ``None`` if absent, expired or held.
+
+        On a hit, *header* is remembered as leading to the entry if its
+        tokens (*token_ids*, just checked against the revocation store) are
+        all among the entry's and no entry was dropped since *stamp* (see
+        :meth:`put`).
+        """
+        now = self._clock()
+        with self._lock:
+            if self._lapsed(now):
+                self._clear()
+                self.misses += 1
+                return None
+            entry = self._entries.get(key)
+            if entry is None or now - entry.stored_at > self.max_age:
+                if entry is not None:
+                    self._remove(key)
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            if (
+                header is not None
+                and (stamp is None or stamp == self._epoch)
+                and entry.token_ids.issuperset(token_ids)
+            ):
+                self._remember(key, entry, header)
+            return entry.caveats
+
     def stamp(self) -> int:
         """A mark to take before checking revocations, for :meth:`put`."""
         return self._epoch
 
     def put(
-        self, key: str, caveats: CaveatSet, token_ids: Sequence[str], *, stamp: int | None = None
+        self,
+        key: bytes,
+        caveats: CaveatSet,
+        token_ids: Sequence[str],
+        *,
+        stamp: int | None = None,
+        header: str | None = None,
+        size: int = 0,
     ) -> None:
         """Remember a successful verification.
 
-        Nothing is stored while the cache is held, nor if *stamp* (from
-        :meth:`stamp`, taken before the revocation checks) shows that entries
-        were dropped since: the revocation that dropped them may have been
-        committed after this verification looked.
+        *size* is the encoded size of the tokens behind it (from the key),
+        which the memory it is charged grows with; *header*, the header that
+        verified, is remembered as leading to it. Nothing is stored while
+        the cache is held, nor if *stamp* (from :meth:`stamp`, taken before
+        the revocation checks) shows that entries were dropped since: the
+        revocation that dropped them may have been committed after this
+        verification looked.
         """
         now = self._clock()
+        ids = frozenset(token_ids)
+        entry = _Entry(
+            caveats, ids, now, _ENTRY_BYTES + _BYTES_PER_TOKEN_BYTE * size + _ID_BYTES * len(ids)
+        )
         with self._lock:
             if self._lapsed(now) or (stamp is not None and stamp != self._epoch):
                 return
-            self._entries[key] = _Entry(caveats, tuple(token_ids), now)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            if key in self._entries:
+                self._remove(key)
+            if entry.size > self.max_bytes:
+                return
+            self._entries[key] = entry
+            self._bytes += entry.size
+            if header is not None:
+                self._remember(key, entry, header)
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                self._remove(next(iter(self._entries)))
 
     def follow(self, store: RevocationStore) -> None:
         """Drop the entries of tokens revoked in *store* since the last look.
 
-        Reads the feed at most once every poll interval.
+        Reads the feed when the last successful read is *poll_interval*
+        seconds old or more (or there was none). The time of a read is
+        recorded only once it succeeded, so after a failed read every call
+        reads again, and none returns until one succeeds: the verifier,
+        which follows before each look-up, serves no entry meanwhile.
+
+        Raises:
+            StoreError: the feed cannot be read.
         """
         now = self._clock()
         with self._lock:
-            if self._polled_at is not None and now - self._polled_at < self.poll_interval:
+            polled = self._polled_at
+            if polled is not None and now - polled < self.poll_interval:
                 return
-            self._polled_at = now
             cursor = self._cursor
-        revoked, cursor = store.revoked_since(cursor)
-        self.drop({r.token_id for r in revoked}, cursor)
+        try:
+            revoked, cursor = store.revoked_since(cursor)
+        except MacaroonError:
+            raise
+        except Exception as exc:
+            raise _unreadable(exc) from exc
+        with self._lock:
+            self._drop({r.token_id for r in revoked}, cursor)
+            if self._polled_at is None or now > self._polled_at:
+                self._polled_at = now
 
     def drop(self, token_ids: set[str], cursor: int | None = None) -> None:
         """Forget every entry holding one of *token_ids*; advance the feed cursor to *cursor*."""
         with self._lock:
-            if token_ids:
-                self._epoch += 1
-                stale = [k for k, e in self._entries.items() if token_ids.intersection(e.token_ids)]
-                for k in stale:
-                    del self._entries[k]
-            if cursor is not None:
-                self._cursor = max(self._cursor, cursor)
+            self._drop(token_ids, cursor)
 
     def purge(self) -> None:
         """Forget every entry."""
@@ -348,9 +492,42 @@ class VerificationCache:
         with self._lock:
             return self._lapsed(now)
 
+    # The helpers below run under the lock.
+
     def _lapsed(self, now: float) -> bool:
         return self._lease_until is not None and now > self._lease_until
 
+    def _remember(self, key: bytes, entry: _Entry, header: str) -> None:
+        """Remember *header* as leading to *entry* (stored under *key*), forgetting its oldest."""
+        if type(header) is not str or header in self._header_keys:
+            return
+        headers = entry.headers
+        size = entry.size + _header_bytes(header)
+        if len(headers) >= MAX_HEADERS_PER_ENTRY:
+            del self._header_keys[headers[0]]
+            size -= _header_bytes(headers[0])
+            headers = headers[1:]
+        self._entries[key] = attrs.evolve(entry, headers=(*headers, header), size=size)
+        self._header_keys[header] = key
+        self._bytes += size - entry.size
+
+    def _remove(self, key: bytes) -> None:
+        entry = self._entries.pop(key)
+        for header in entry.headers:
+            del self._header_keys[header]
+        self._bytes -= entry.size
+
+    def _drop(self, token_ids: set[str], cursor: int | None) -> None:
+        if token_ids:
+            self._epoch += 1
+            stale = [k for k, e in self._entries.items() if not e.token_ids.isdisjoint(token_ids)]
+            for key in stale:
+                self._remove(key)
+        if cursor is not None:
+            self._cursor = max(self._cursor, cursor)
+
     def _clear(self) -> None:
         self._entries.clear()
+        self._header_keys.clear()
+        self._bytes = 0
         self._epoch += 1

@@ -202,6 +202,12 @@ def make_cached(
     return Verifier(ring, revocations=store, cache=cache), ring, clock, cache
 
 
+def cache_key(verifier: Verifier, header: str) -> bytes:
+    """The cache key of *header*'s tokens."""
+    assert verifier.cache is not None
+    return verifier.cache._key(*verifier.split(header))[0]
+
+
 def test_cache_serves_repeats_but_always_validates() -> None:
     verifier, ring, _, cache = make_cached()
     header = to_header(org_token(ring.current(), ORG, expires_in=10, now=NOW))
@@ -230,9 +236,9 @@ def test_cache_is_bounded_in_entries_and_age() -> None:
     for h in headers:
         verifier.verify(h)
     assert len(cache) == 2
-    assert cache.get(cache.key(headers[0])) is None  # the oldest was evicted
+    assert cache.get(cache_key(verifier, headers[0])) is None  # the oldest was evicted
     clock.now += 61
-    assert cache.get(cache.key(headers[2])) is None
+    assert cache.get(cache_key(verifier, headers[2])) is None
     cache.purge()
     assert len(cache) == 0
 
@@ -251,47 +257,32 @@ def test_cache_drops_entries_of_revoked_tokens_through_the_feed(store: Revocatio
     assert len(cache) == 0
 
 
-def test_cache_key_is_exact_token_strings(tmp_path: Path) -> None:
+def test_every_way_of_writing_a_header_shares_one_entry() -> None:
     verifier, ring, _, cache = make_cached()
-    token = org_token(ring.current(), ORG)
-    header = to_header(token)
-    verifier.verify(header)
-    spaced = header.replace("FlyV1 ", "FlyV1  ")
-    assert cache.key(spaced) == cache.key(header)
-    with pytest.raises(Exception, match="bad token"):
-        verifier.verify(header + ", fm2_AAAA")
-
-
-def test_remembered_header_keys_equal_computed_ones_and_stay_bounded() -> None:
-    verifier, ring, _, cache = make_cached()  # max_entries=2
-    token = org_token(ring.current(), ORG)
-    other = org_token(ring.current(), ORG)
-    headers = [
-        to_header(token),
-        "Bearer " + to_header(token),
-        " " + to_header(token),
-        to_header(other, token),
-        to_header(token, other),
-    ]
-    for _ in range(2):  # computed, then remembered
-        for h in headers:
-            assert cache._key_of(h) == cache.key(h)
-            assert len(cache._header_keys) <= cache.max_entries
-    # Every way of writing one token string shares one entry.
-    for h in headers[:3]:
+    header = to_header(org_token(ring.current(), ORG))
+    headers = [header, "Bearer " + header, " " + header, header.replace("FlyV1 ", "FlyV1  ")]
+    for h in headers:
         verifier.verify(h)
-    assert cache.hits == 2
-    assert len(cache) == 1
+    assert (cache.hits, cache.misses, len(cache)) == (3, 1, 1)
+    # Each header that verified is remembered with its tokens' key, so a
+    # repeat is found without decoding.
+    assert cache._header_keys == dict.fromkeys(headers, cache_key(verifier, header))
+    for h in headers:
+        verifier.verify(h)
+    assert (cache.hits, cache.misses) == (7, 1)
+    with pytest.raises(DecodeError, match="bad token"):
+        verifier.verify(header + ", fm2_AAAA")
     with pytest.raises(TypeError, match="must be a str"):
-        cache._key_of(b"FlyV1 fm2_AAAA")  # type: ignore[arg-type]
+        verifier.verify(b"FlyV1 fm2_AAAA")  # type: ignore[arg-type]
     with pytest.raises(DecodeError, match="longer than"):
-        cache._key_of("x" * (MAX_HEADER_LENGTH + 1))
-    assert "x" * (MAX_HEADER_LENGTH + 1) not in cache._header_keys
+        verifier.verify("x" * (MAX_HEADER_LENGTH + 1))
+    assert len(cache._header_keys) == 4
 
 
 def test_cache_rejects_nonsense_bounds() -> None:
-    with pytest.raises(ValueError, match="positive"):
-        VerificationCache(max_entries=0)
+    for bad in ({"max_entries": 0}, {"max_age": 0}, {"max_bytes": 0}, {"poll_interval": -1}):
+        with pytest.raises(ValueError, match="positive"):
+            VerificationCache(**bad)  # type: ignore[arg-type]
 
 
 def test_store_errors_are_typed(tmp_path: Path) -> None:
