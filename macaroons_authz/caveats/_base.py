@@ -402,7 +402,7 @@ def go_json(value: Any) -> str:
 
 
 #: How deeply a JSON document may nest arrays and objects. Caveat JSON at
-#: the deepest nesting of ``IfPresent`` that decoding allows needs about 60.
+#: the deepest nesting of ``IfPresent`` that decoding allows needs 53.
 MAX_JSON_DEPTH = 128
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -69,8 +69,9 @@ class ValidityWindow(Caveat):
                 "unauthorized: bad data for token verification: access has no clock", caveat=self
             )
         t = now()
-        if type(t) is not int and not is_finite_time(t):
-            # NaN is neither before nor after anything: it would pass.
+        # NaN is neither before nor after anything: it would pass. For a
+        # float, t - t is 0.0 (false) exactly when t is finite.
+        if t - t if type(t) is float else type(t) is not int and not is_finite_time(t):
             return non_finite_time("the access's time", t, self)
         if t < self.not_before:
             return UnauthorizedError(
