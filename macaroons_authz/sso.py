@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from . import crypto
-from .caveats._base import Caveat
+from .caveats._base import U64_MAX, Caveat, non_finite_time
 from .caveats.auth import (
     DischargeRequest,
     FlyioIdentity,
@@ -190,11 +190,16 @@ def verify_google_id_token(
 
     Raises:
         IdentityError: a subclass naming the check that failed.
+        InvalidAccessError: *now* is NaN, infinite or not a number (a NaN
+            would pass every time check).
     """
     if not isinstance(id_token, str):
         raise TypeError("id_token must be a str")
-    if not math.isfinite(max_skew) or max_skew < 0:
+    now = _finite_now(now)
+    skew = _as_float(max_skew)
+    if skew is None or skew < 0:
         raise ValueError("max_skew must be a non-negative number of seconds")
+    max_skew = skew
     header, claims, signing_input, signature = _parse_jws(id_token)
     alg = header.get("alg")
     if alg != "RS256":
@@ -226,7 +231,10 @@ def verify_google_id_token(
         raise NotYetValidError("id_token is not valid yet")
     if nonce is not None:
         got = claims.get("nonce")
-        if not isinstance(got, str) or not crypto.equal(got.encode("utf-8"), nonce.encode("utf-8")):
+        # JSON can spell lone surrogates ("\ud800"), which strict UTF-8 cannot encode.
+        if not isinstance(got, str) or not crypto.equal(
+            got.encode("utf-8", "surrogatepass"), nonce.encode("utf-8", "surrogatepass")
+        ):
             raise WrongNonceError("id_token nonce does not match")
     hd = claims.get("hd", "")
     if not isinstance(hd, str):
@@ -330,11 +338,35 @@ def _rsa_key(jwks: Mapping[str, Any], kid: str) -> rsa.RSAPublicKey:
         raise MalformedIdentityError("JWKS key is not a valid RSA public key") from None
 
 
+def _as_float(value: object) -> float | None:
+    """*value* as a finite float, or ``None`` (not a number, NaN, infinite, or beyond floats)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int such as 10**400
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _finite_now(now: object, what: str = "now") -> float:
+    """*now* as a float, if it is a finite time (*what* names it in the error).
+
+    Raises:
+        InvalidAccessError: *now* is NaN, infinite, not a number, or an int
+            too large for a float.
+    """
+    number = _as_float(now)
+    if number is None:
+        raise non_finite_time(what, now)
+    return number
+
+
 def _number(claims: Mapping[str, Any], name: str) -> float:
-    value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise MalformedIdentityError(f"id_token {name} claim must be a number")
-    return float(value)
+    number = _as_float(claims.get(name))
+    if number is None:
+        raise MalformedIdentityError(f"id_token {name} claim must be a finite number")
+    return number
 
 
 def _check_audience(claims: Mapping[str, Any], ours: tuple[str, ...]) -> None:
@@ -353,7 +385,8 @@ def _check_audience(claims: Mapping[str, Any], ours: tuple[str, ...]) -> None:
 
 def _api_int(obj: Any, name: str, what: str) -> int:
     value = obj.get(name) if isinstance(obj, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    # GitHub ids are 64-bit, as GitHubUserID encodes them.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
         raise MalformedIdentityError(f"GitHub {what} has no valid {name}")
     return value
 
@@ -401,7 +434,11 @@ def discharge_request(*identities: Identity, now: float) -> DischargeRequest:
     Fly.io login), a :class:`~macaroons_authz.GoogleIdentity` (from
     :func:`verify_google_id_token`) or a :class:`~macaroons_authz.GitHubIdentity`
     (from :func:`github_identity`), as many as the caller proved.
+
+    Raises:
+        InvalidAccessError: *now* is NaN, infinite or not a number.
     """
+    now = _finite_now(now)
     flyio: list[FlyioIdentity] = []
     google: list[GoogleIdentity] = []
     github: list[GitHubIdentity] = []
@@ -446,9 +483,12 @@ def _mint_discharge(
     Raises:
         UnauthorizedError: the request has no identity, or does not meet
             the ticket's caveats (every unmet one is a cause); *discharge*
-            is left unchanged.
+            is left unchanged. An :class:`~macaroons_authz.InvalidAccessError`
+            if *now* is NaN, infinite or not a number.
     """
-    if not math.isfinite(validity) or validity <= 0:
+    now = _finite_now(now)
+    number = _as_float(validity)
+    if number is None or number <= 0:
         raise AttenuationError("validity must be a positive number of seconds")
     if not (request.flyio or request.google or request.github):
         raise UnauthorizedError("unauthorized: the discharge request holds no verified identity")
@@ -488,7 +528,8 @@ def issue_discharge(
         DecodeError: the ticket opens but is malformed.
         UnauthorizedError: the request does not meet the ticket's caveats
             (each unmet requirement is a cause) or holds no identity;
-            nothing is minted.
+            nothing is minted. An :class:`~macaroons_authz.InvalidAccessError`
+            if *now* is NaN, infinite or not a number.
     """
     caveats, discharge = discharge_ticket(key, location, ticket, registry)
     return _mint_discharge(caveats, discharge, request, now=now, validity=validity, bind_to=bind_to)

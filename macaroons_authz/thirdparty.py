@@ -45,17 +45,17 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from . import crypto
+from . import _http, crypto
 from .bundle import Bundle, UnverifiedMacaroon
 from .caveats._base import Caveat, unb64
 from .caveats.auth import DischargeRequest
 from .caveats.caveat_set import CaveatSet
 from .caveats.core import ValidityWindow
 from .caveats.registry import CaveatRegistry
-from .errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
+from .errors import DecodeError, MacaroonError, UnauthorizedError
 from .header import decode_token, encode_token, strip_scheme
 from .macaroon import Macaroon, discharge_ticket
-from .sso import _mint_discharge
+from .sso import _as_float, _finite_now, _mint_discharge
 from .verifier import FLY_PERMISSION_LOCATION
 
 if TYPE_CHECKING:
@@ -88,11 +88,19 @@ USER_PATH = INIT_PATH + "/user/"
 
 _log = logging.getLogger(__name__)
 _SECRET = re.compile(r"[0-9a-f]{32}")
+_DIGITS = re.compile(r"[0-9]+")
 _SECRET_BYTES = 16
 _BODY_READ_KEY = "macaroons_authz.body_read"
 _MAX_DRAIN = 1024 * 1024
 #: Key of the WSGI environ entry holding the :class:`PendingFlow` for a user page.
 FLOW_ENVIRON_KEY = "macaroons_authz.flow"
+
+
+def _seconds(value: float, name: str) -> float:
+    number = _as_float(value)
+    if number is None or number <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds")
+    return number
 
 
 def _digest(data: bytes) -> str:
@@ -145,8 +153,8 @@ class Approve:
 
     @validity.validator
     def _check_validity(self, _: object, value: float | None) -> None:
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError("validity must be a positive number of seconds, or None")
+        if value is not None:
+            _seconds(value, "validity")
 
 
 @attrs.frozen
@@ -156,12 +164,21 @@ class Defer:
     interactive: bool = False
 
 
+def _error_status(_: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if type(value) is not int or not 400 <= value <= 599:
+        raise ValueError("Refuse status must be a 4xx or 5xx HTTP status")
+
+
 @attrs.frozen
 class Refuse:
-    """Refuse with *message* (sent to the client) and HTTP *status*."""
+    """Refuse with *message* (sent to the client as is) and HTTP *status*.
 
-    message: str = "unauthorized"
-    status: int = 403
+    Any status from 400 to 599 is sent, known to :mod:`http` or not (nginx's
+    499, say); anything else raises :class:`ValueError`.
+    """
+
+    message: str = attrs.field(default="unauthorized", validator=attrs.validators.instance_of(str))
+    status: int = attrs.field(default=403, validator=_error_status)
 
 
 #: What the *authorize* callback returns. A
@@ -250,14 +267,27 @@ class _Flow:
     result: tuple[int, dict[str, Any]] | None = None
 
 
+class _FlowStoreFullError(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("too many pending flows")
+        self.retry_after = retry_after
+
+
 class _FlowStore:
-    """Deferred flows in memory: bounded, expiring, indexed by secret digests."""
+    """Deferred flows in memory: bounded, expiring, indexed by secret digests.
+
+    Flows are kept in the order they expire (a finished flow moves to the
+    end, as its lifetime restarts), so expired ones are dropped from the
+    front. When the store is full a new flow is refused, never made room
+    for: evicting the oldest would let anyone who can start flows end a
+    user's login.
+    """
 
     def __init__(self, max_flows: int, ttl: float, clock: Callable[[], float]) -> None:
-        if max_flows < 1 or ttl <= 0:
-            raise ValueError("max_flows and flow_ttl must be positive")
+        if max_flows < 1:
+            raise ValueError("max_flows must be positive")
         self._max = max_flows
-        self._ttl = ttl
+        self._ttl = _seconds(ttl, "flow_ttl")
         self._clock = clock
         self._lock = threading.Lock()
         self._flows: OrderedDict[str, _Flow] = OrderedDict()
@@ -284,24 +314,33 @@ class _FlowStore:
         interactive: bool,
         user_url: Callable[[str], str],
     ) -> tuple[_Flow, str]:
+        """A new flow and its poll secret.
+
+        Raises:
+            _FlowStoreFullError: the store holds *max_flows* live flows.
+        """
         user_secret = crypto.random_bytes(_SECRET_BYTES).hex()
         poll_secret = crypto.random_bytes(_SECRET_BYTES).hex()
+        now = self._clock()
         flow = _Flow(
             ticket,
             request,
             interactive,
-            self._clock() + self._ttl,
+            now + self._ttl,
             "u" + _digest(user_secret.encode("ascii")),
             "p" + _digest(poll_secret.encode("ascii")),
             user_secret,
             user_url(user_secret),
         )
         with self._lock:
+            while self._flows:
+                oldest = next(iter(self._flows.values()))
+                if now <= oldest.expires_at:
+                    break
+                self._drop(oldest)
             if len(self._flows) >= self._max:
-                for old in list(self._flows.values()):
-                    self._live(old)
-            while len(self._flows) >= self._max:
-                self._drop(next(iter(self._flows.values())))
+                oldest = next(iter(self._flows.values()))
+                raise _FlowStoreFullError(max(1, math.ceil(oldest.expires_at - now)))
             self._flows[flow.poll_key] = flow
             self._by_user[flow.user_key] = flow.poll_key
         return flow, poll_secret
@@ -322,6 +361,7 @@ class _FlowStore:
                 raise FlowNotFoundError("no pending flow for this secret")
             flow.result = (status, body)
             flow.expires_at = self._clock() + self._ttl
+            self._flows.move_to_end(flow.poll_key)
             # The user secret is spent: only the poll secret reaches the result.
             self._by_user.pop(flow.user_key, None)
 
@@ -363,6 +403,13 @@ class DischargeService:
             ticket; returns a :data:`Decision`. An
             :class:`~macaroons_authz.UnauthorizedError` it raises refuses
             with 403; any other exception gives 500.
+        refusal_details: send the client the reason of a 403 that a
+            :class:`~macaroons_authz.UnauthorizedError` caused (unmet
+            ticket caveats, or one the callback raised). Off by default:
+            the reason names the ticket's caveats, which anyone holding
+            the ticket could then read by presenting it without the right
+            identity, so the client is told only ``"refused"`` (the reason
+            is logged). A :class:`Refuse` message is always sent as is.
         on_deferred: called with the :class:`PendingFlow` of each deferred
             flow, so the application can finish it later.
         user_page: a WSGI application serving user URLs (the default
@@ -374,7 +421,10 @@ class DischargeService:
         validity: seconds of validity of discharges minted for a
             :class:`~macaroons_authz.DischargeRequest`.
         max_body: the largest request body read (413 above).
-        max_flows: the most deferred flows kept (the oldest go first).
+        max_flows: the most deferred flows kept. Expired flows go first;
+            when all are live, a new one is refused with 503 and a
+            ``Retry-After`` of the seconds until the oldest expires. No
+            live flow is ever evicted.
         flow_ttl: seconds a deferred flow (or its result) is kept.
         registry: the caveat registry tickets are decoded with.
     """
@@ -394,8 +444,10 @@ class DischargeService:
         max_flows: int = 10_000,
         flow_ttl: float = 600,
         registry: CaveatRegistry | None = None,
+        refusal_details: bool = False,
     ) -> None:
         crypto.check_key(key, "third-party key", crypto.KEY_SIZE)
+        validity = _seconds(validity, "validity")
         parts = urllib.parse.urlsplit(location)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("location must be an absolute http(s) URL")
@@ -411,7 +463,8 @@ class DischargeService:
         self._validity = validity
         self._max_body = max_body
         self._registry = registry
-        self._store = _FlowStore(max_flows, flow_ttl, clock)
+        self._refusal_details = refusal_details
+        self._store = _FlowStore(max_flows, flow_ttl, self._now)
 
     def __repr__(self) -> str:
         return f"<DischargeService location={self.location!r} flows={len(self._store)}>"
@@ -438,7 +491,7 @@ class DischargeService:
             _log.info("3p flow refused tid=%s", flow.request.ticket_id)
             return
         caveats, discharge = discharge_ticket(self._key, self.location, flow.ticket, self._registry)
-        token = self._mint(caveats, discharge, decision)
+        token = self._mint(caveats, discharge, decision, self._now())
         self._store.finish(flow, 200, {"discharge": token})
         _log.info("3p flow discharged tid=%s", flow.request.ticket_id)
 
@@ -450,10 +503,16 @@ class DischargeService:
         """
         return _pending(self._store.pending(user_secret))
 
+    def _now(self) -> float:
+        return _finite_now(self._clock(), "the discharge service's clock")
+
     def _mint(
-        self, caveats: CaveatSet, discharge: Macaroon, decision: Approve | DischargeRequest
+        self,
+        caveats: CaveatSet,
+        discharge: Macaroon,
+        decision: Approve | DischargeRequest,
+        now: float,
     ) -> str:
-        now = self._clock()
         if isinstance(decision, DischargeRequest):
             _mint_discharge(caveats, discharge, decision, now=now, validity=self._validity)
         else:
@@ -486,13 +545,18 @@ class DischargeService:
         except _HTTPError as exc:
             _drain(environ)
             return _respond(start_response, exc.status, {"error": exc.message}, exc.headers)
+        except MacaroonError:
+            # Not the client's doing (a clock that is not finite, say).
+            _log.exception("3p request failed")
+            _drain(environ)
+            return _respond(start_response, 500, {"error": "internal server error"})
         return _respond(start_response, status, body)
 
     def _init(self, environ: WSGIEnvironment) -> tuple[int, dict[str, Any]]:
         ticket = _read_ticket(environ, self._max_body)
         try:
             caveats, discharge = discharge_ticket(self._key, self.location, ticket, self._registry)
-        except (VerificationError, DecodeError, ValueError):
+        except (MacaroonError, ValueError):
             raise _HTTPError(400, "bad ticket") from None
         request = TicketRequest(
             caveats,
@@ -503,34 +567,44 @@ class DischargeService:
         try:
             decision = self._authorize(request)
         except UnauthorizedError as exc:
-            decision = Refuse(str(exc), 403)
+            return self._refused(request, exc)
         except Exception:
             _log.exception("3p authorize callback failed tid=%s", request.ticket_id)
             raise _HTTPError(500, "internal server error") from None
         if isinstance(decision, Refuse):
-            status = decision.status if 400 <= decision.status <= 599 else 403
-            _log.info("3p refused tid=%s status=%d", request.ticket_id, status)
-            return status, {"error": decision.message}
+            _log.info("3p refused tid=%s status=%d", request.ticket_id, decision.status)
+            return decision.status, {"error": decision.message}
         if isinstance(decision, Defer):
             return self._defer(ticket, request, decision.interactive)
         if not isinstance(decision, (Approve, DischargeRequest)):
             _log.error("3p authorize callback returned %s", type(decision).__name__)
             raise _HTTPError(500, "internal server error")
+        now = self._now()  # outside the try: a broken clock is a 500, not a refusal
         try:
-            token = self._mint(caveats, discharge, decision)
+            token = self._mint(caveats, discharge, decision, now)
         except UnauthorizedError as exc:
-            _log.info("3p refused tid=%s: ticket caveats unmet", request.ticket_id)
-            return 403, {"error": str(exc)}
+            return self._refused(request, exc)
         except MacaroonError:
             _log.exception("3p minting failed tid=%s", request.ticket_id)
             raise _HTTPError(500, "internal server error") from None
         _log.info("3p discharged tid=%s", request.ticket_id)
         return 201, {"discharge": token}
 
+    def _refused(
+        self, request: TicketRequest, exc: UnauthorizedError
+    ) -> tuple[int, dict[str, Any]]:
+        _log.info("3p refused tid=%s: %s", request.ticket_id, exc)
+        return 403, {"error": str(exc) if self._refusal_details else "refused"}
+
     def _defer(
         self, ticket: bytes, request: TicketRequest, interactive: bool
     ) -> tuple[int, dict[str, Any]]:
-        flow, poll_secret = self._store.create(ticket, request, interactive, self._user_url)
+        try:
+            flow, poll_secret = self._store.create(ticket, request, interactive, self._user_url)
+        except _FlowStoreFullError as exc:
+            _log.warning("3p flow store full: refused tid=%s", request.ticket_id)
+            retry = [("Retry-After", str(exc.retry_after))]
+            raise _HTTPError(503, "too many pending flows", retry) from None
         poll_url = f"{self._base_url}{POLL_PATH}{poll_secret}"
         if self._on_deferred is not None:
             try:
@@ -579,16 +653,38 @@ def _headers(environ: WSGIEnvironment) -> dict[str, str]:
     return out
 
 
+def _content_length(environ: WSGIEnvironment) -> int | None:
+    """The request's Content-Length; ``None`` if it has none.
+
+    Only ASCII digits count (``str.isdigit`` takes ``"²"``, which ``int``
+    refuses); a length of more than 18 digits reads as 10**18, larger than
+    any limit, and is never converted.
+
+    Raises:
+        _HTTPError: 400, the header is not a number.
+    """
+    raw = str(environ.get("CONTENT_LENGTH", "")).strip()
+    if not raw:
+        return None
+    if not _DIGITS.fullmatch(raw):
+        raise _HTTPError(400, "bad Content-Length")
+    raw = raw.lstrip("0") or "0"
+    return int(raw) if len(raw) <= 18 else 10**18
+
+
 def _drain(environ: WSGIEnvironment) -> None:
     """Read and discard an unread request body (bounded), so the reply is not lost.
 
     A server that closes a connection with unread data resets it, and the
     client may never see the error response.
     """
-    raw_length = str(environ.get("CONTENT_LENGTH", "")).strip()
-    if environ.get(_BODY_READ_KEY) or not raw_length.isdigit():
+    if environ.get(_BODY_READ_KEY):
         return
-    remaining = min(int(raw_length), _MAX_DRAIN)
+    try:
+        length = _content_length(environ)
+    except _HTTPError:
+        return
+    remaining = min(length or 0, _MAX_DRAIN)
     stream = environ["wsgi.input"]
     while remaining > 0:
         chunk = stream.read(min(remaining, 64 * 1024))
@@ -602,12 +698,9 @@ def _read_ticket(environ: WSGIEnvironment, max_body: int) -> bytes:
     media_type = str(environ.get("CONTENT_TYPE", "")).split(";")[0].strip().lower()
     if media_type != "application/json":
         raise _HTTPError(415, "request body must be application/json")
-    raw_length = str(environ.get("CONTENT_LENGTH", "")).strip()
-    if not raw_length:
+    length = _content_length(environ)
+    if length is None:
         raise _HTTPError(411, "request body needs a Content-Length")
-    if not raw_length.isdigit():
-        raise _HTTPError(400, "bad Content-Length")
-    length = int(raw_length)
     if length > max_body:
         raise _HTTPError(413, f"request body larger than {max_body} bytes")
     body = environ["wsgi.input"].read(length) if length else b""
@@ -634,7 +727,10 @@ def _respond(
     headers: Iterable[tuple[str, str]] = (),
 ) -> list[bytes]:
     data = json.dumps(body, separators=(",", ":")).encode("utf-8") + b"\n"
-    phrase = http.HTTPStatus(status).phrase
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:  # a status unknown to http, such as nginx's 499
+        phrase = "Client Error" if status < 500 else "Server Error"
     start_response(
         f"{status} {phrase}",
         [
@@ -658,13 +754,42 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urllib.parse.urlsplit(url)
     try:
+        parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError:
         raise DischargeError("bad third-party URL") from None
     default = {"http": 80, "https": 443}.get(parts.scheme)
     return parts.scheme, (parts.hostname or ""), port or default
+
+
+#: Where a credential may go: a location's origin and path.
+_Scope = tuple[tuple[str, str, int | None], str]
+
+
+def _scope(location: str) -> _Scope:
+    return _origin(location), urllib.parse.urlsplit(location).path.rstrip("/")
+
+
+def _within(url: str, scope: _Scope) -> bool:
+    origin, prefix = scope
+    path = urllib.parse.urlsplit(url).path
+    return _origin(url) == origin and (path == prefix or path.startswith(prefix + "/"))
+
+
+def _plain_url(url: object) -> bool:
+    """Printable ASCII without spaces: what an HTTP request line can carry as is."""
+    return isinstance(url, str) and url.isascii() and url.isprintable() and " " not in url
+
+
+def _reason(exc: BaseException) -> str:
+    """What failed, never the URL (poll URLs hold secrets) nor a header (credentials)."""
+    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, OSError):
+        exc = exc.reason
+    if isinstance(exc, OSError) and not isinstance(exc, urllib.error.URLError):
+        return str(exc) or type(exc).__name__
+    # http.client's messages may quote the URL (InvalidURL) or a header value.
+    return type(exc).__name__
 
 
 class DischargeClient:
@@ -677,15 +802,25 @@ class DischargeClient:
         trusted_locations: the third-party locations (exactly as in the
             caveats) the client may send tickets to; ``http``/``https`` only.
         credentials: ``Authorization`` header values by third-party
-            location; each is sent only to its location's origin (scheme,
-            host and port).
+            location. Each is sent only while fetching a ticket for its own
+            location (a trailing ``/`` aside), and only to URLs under it:
+            same origin, and a path under the location's. Two locations on
+            one origin each get their own.
         open_user_url: opens a user URL (in a browser) for user-interactive
             flows; without it those flows fail with
             :class:`UserInteractionRequiredError`.
         opener: the :mod:`urllib.request` opener to use; by default one that
-            follows no redirects.
-        timeout: seconds one :meth:`fetch` may take, polling included.
-        request_timeout: seconds one HTTP request may take.
+            follows no redirects and ends every request by the deadlines
+            below. With an opener of your own, the deadlines are checked
+            before each request and between reads of a response body, and
+            each read of the body is bounded by the time left when the
+            request started; reads of the status line and headers are
+            bounded by what your handlers do.
+        timeout: seconds one :meth:`fetch` may take, polling included:
+            checked before each request and each read, and no socket
+            operation may outlast it (:class:`DischargeTimeoutError`).
+        request_timeout: seconds one HTTP request may take, in the same way
+            (a :class:`DischargeError`).
         backoff: first wait between polls, in seconds; it doubles up to
             *max_backoff*.
         sleep, clock: injectable ``time.sleep`` and ``time.monotonic``.
@@ -713,13 +848,23 @@ class DischargeClient:
         for loc in self._trusted:
             if urllib.parse.urlsplit(loc).scheme not in ("http", "https"):
                 raise ValueError("trusted third-party locations must be http(s) URLs")
-        self._credentials = {_origin(loc): value for loc, value in (credentials or {}).items()}
+        self._credentials: dict[_Scope, str] = {}
+        for loc, value in (credentials or {}).items():
+            if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+                raise ValueError(f"the credential for {loc} must be one line of text")
+            try:
+                scope = _scope(loc)
+            except DischargeError:
+                raise ValueError(f"bad credential location {loc!r}") from None
+            if scope in self._credentials:
+                raise ValueError(f"two credentials for the location {loc!r}")
+            self._credentials[scope] = value
         self._open_user_url = open_user_url
-        self._opener = opener or urllib.request.build_opener(_NoRedirects)
-        self._timeout = timeout
-        self._request_timeout = request_timeout
-        self._backoff = backoff
-        self._max_backoff = max_backoff
+        self._opener = opener or _http.build_opener(_NoRedirects)
+        self._timeout = _seconds(timeout, "timeout")
+        self._request_timeout = _seconds(request_timeout, "request_timeout")
+        self._backoff = _seconds(backoff, "backoff")
+        self._max_backoff = _seconds(max_backoff, "max_backoff")
         self._sleep = sleep
         self._clock = clock
         self._max_response = max_response
@@ -735,9 +880,10 @@ class DischargeClient:
 
         Raises:
             DischargeError: some ticket got no discharge (the others were
-                added); a combined error holds each in ``errors``.
+                added); a combined error holds each in ``errors``. A
+                :class:`DischargeTimeoutError` once *timeout* has passed.
         """
-        deadline = self._clock() + self._timeout
+        deadline = _http.Deadline(self._clock() + self._timeout, self._clock)
         found: list[str] = []
         errors: list[DischargeError] = []
         for location, tickets in bundle.undischarged_tickets().items():
@@ -763,18 +909,18 @@ class DischargeClient:
         had_scheme = strip_scheme(header) != header.strip()
         bundle = Bundle.parse(header, location)
         self.fetch(bundle)
-        return bundle.header() if had_scheme else str(bundle)
+        return bundle.header(scheme=had_scheme)
 
-    def _fetch_one(self, location: str, ticket: bytes, deadline: float) -> str:
+    def _fetch_one(self, location: str, ticket: bytes, deadline: _http.Deadline) -> str:
         body = json.dumps({"ticket": base64.b64encode(ticket).decode("ascii")}).encode("ascii")
-        status, doc = self._request(_init_url(location), body)
+        scope = _scope(location)
+        status, doc = self._request(_init_url(location), body, deadline, scope)
         if doc.get("error"):
             raise DischargeError(str(doc["error"]), status=status)
-        origin = _origin(location)
         if doc.get("discharge"):
             discharge = doc["discharge"]
         elif doc.get("poll_url"):
-            discharge = self._poll(doc["poll_url"], origin, deadline)
+            discharge = self._poll(doc["poll_url"], scope, deadline)
         elif isinstance(doc.get("user_interactive"), dict):
             ui = doc["user_interactive"]
             poll_url, user_url = ui.get("poll_url"), ui.get("user_url")
@@ -784,20 +930,22 @@ class DischargeClient:
             if self._open_user_url is None:
                 raise UserInteractionRequiredError("missing user-url callback")
             self._open_user_url(user_url)
-            discharge = self._poll(poll_url, origin, deadline)
+            discharge = self._poll(poll_url, scope, deadline)
         else:
             raise DischargeError("bad discharge response")
         return _check_discharge(discharge, ticket)
 
-    def _poll(self, poll_url: object, origin: tuple[str, str, int | None], deadline: float) -> str:
-        if not isinstance(poll_url, str) or _origin(poll_url) != origin:
+    def _poll(self, poll_url: object, scope: _Scope, deadline: _http.Deadline) -> str:
+        if not (isinstance(poll_url, str) and _plain_url(poll_url)):
+            raise DischargeError("bad discharge response: bad poll URL")
+        if _origin(poll_url) != scope[0]:
             raise DischargeError("bad discharge response: poll URL is not the third party's")
         wait = 0.0
         while True:
-            status, doc = self._request(poll_url, None)
+            status, doc = self._request(poll_url, None, deadline, scope)
             if status == 202:
                 wait = self._backoff if wait == 0 else min(wait * 2, self._max_backoff)
-                remaining = deadline - self._clock()
+                remaining = deadline.remaining()
                 if remaining <= 0:
                     raise DischargeTimeoutError("timed out waiting for the discharge")
                 self._sleep(min(wait, remaining))
@@ -809,7 +957,13 @@ class DischargeClient:
                 raise DischargeError(f"bad response ({status}): missing discharge")
             return discharge
 
-    def _request(self, url: str, body: bytes | None) -> tuple[int, dict[str, Any]]:
+    def _request(
+        self, url: str, body: bytes | None, deadline: _http.Deadline, scope: _Scope
+    ) -> tuple[int, dict[str, Any]]:
+        if deadline.remaining() <= 0:
+            raise DischargeTimeoutError("timed out waiting for the discharge")
+        # This request ends by the fetch's deadline or its own, whichever is first.
+        bound = _http.Deadline(min(deadline.at, self._clock() + self._request_timeout), self._clock)
         try:
             # Only http(s) URLs reach here: trusted locations and same-origin poll URLs.
             req = urllib.request.Request(url, data=body, method="POST" if body else "GET")  # noqa: S310
@@ -818,19 +972,22 @@ class DischargeClient:
         req.add_header("Accept", "application/json")
         if body is not None:
             req.add_header("Content-Type", "application/json")
-        credential = self._credentials.get(_origin(url))
-        if credential is not None:
+        credential = self._credentials.get(scope)
+        if credential is not None and _within(url, scope):
             req.add_header("Authorization", credential)
         try:
-            with self._opener.open(req, timeout=self._request_timeout) as resp:
-                status, data = resp.status, resp.read(self._max_response + 1)
-        except urllib.error.HTTPError as err:
-            with err:
-                status, data = err.code, err.read(self._max_response + 1)
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            # The reason names the failure, never the URL (poll URLs hold secrets).
-            reason = getattr(exc, "reason", exc)
-            raise DischargeError(f"third-party request failed: {reason}") from None
+            with _http.bounded(bound):
+                try:
+                    with self._opener.open(req, timeout=bound.left()) as resp:
+                        status = resp.status
+                        data = b"" if status == 202 else self._read(resp, bound)
+                except urllib.error.HTTPError as err:
+                    with err:
+                        status, data = err.code, self._read(err, bound)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            if deadline.remaining() <= 0:
+                raise DischargeTimeoutError("timed out waiting for the discharge") from None
+            raise DischargeError(f"third-party request failed: {_reason(exc)}") from None
         if status == 202:
             return status, {}
         if len(data) > self._max_response:
@@ -844,6 +1001,9 @@ class DischargeClient:
         if not doc.get("error") and status >= 300:
             raise DischargeError("no discharge", status=status)
         return status, doc
+
+    def _read(self, response: Any, deadline: _http.Deadline) -> bytes:
+        return _http.read_body(response, self._max_response, deadline)
 
 
 def _check_discharge(discharge: object, ticket: bytes) -> str:

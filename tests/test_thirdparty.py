@@ -239,12 +239,13 @@ def test_discharge_request_decision_checks_caveats_and_attests(h: Harness) -> No
     bundle = h.bundle(ConfineOrganization(ORG))
     h.client().fetch(bundle)
     assert "FlyioUserID" in h.authorize(bundle, trusted=True)
-    # A caller from another organization: the ticket's caveat refuses it.
+    # A caller from another organization: the ticket's caveat refuses it,
+    # without saying which caveat (the ticket is sealed: its holder may not read it).
     h.decide = lambda r: discharge_request(FlyioIdentity(6, (9,)), now=h.clock.now)
     other = h.bundle(ConfineOrganization(ORG))
-    with pytest.raises(DischargeError, match="organization 1234") as info:
+    with pytest.raises(DischargeError) as info:
         h.client().fetch(other)
-    assert info.value.status == 403
+    assert (info.value.status, info.value.message) == (403, "refused")
     assert len(other) == 1
 
 
@@ -264,7 +265,7 @@ def test_poll_flow(h: Harness) -> None:
     assert h.clock.slept == [1]
     assert not h.flows[0].interactive
     assert h.authorize(bundle) == ["Organization", "ValidityWindow"]
-    assert added.text in str(bundle)
+    assert added.text in bundle.header()
 
 
 def test_polling_backs_off_and_times_out(h: Harness) -> None:
@@ -335,7 +336,7 @@ def test_refusal(h: Harness) -> None:
         raise UnauthorizedError("unauthorized: go away")
 
     h.decide = deny
-    with pytest.raises(DischargeError, match=r"tp error \(403\): unauthorized: go away"):
+    with pytest.raises(DischargeError, match=r"^tp error \(403\): refused$"):
         h.client().fetch(bundle)
 
     def crash(request: TicketRequest) -> Decision:
@@ -417,10 +418,18 @@ def test_secrets_are_separate_hashed_and_hidden(h: Harness) -> None:
 
 
 def test_flow_store_is_bounded(h: Harness) -> None:
-    h.make_service(max_flows=2)
+    h.make_service(max_flows=2, flow_ttl=60)
     h.decide = lambda r: Defer()
-    urls = [raw_init(h, ticket_of(h.token()))["poll_url"] for _ in range(3)]
-    assert [raw(u)[0] for u in urls] == [404, 202, 202]
+    urls = [raw_init(h, ticket_of(h.token()))["poll_url"] for _ in range(2)]
+    h.clock.now += 10
+    body = init_body(ticket_of(h.token()))
+    status, doc, headers = raw(h.location + INIT_PATH, method="POST", body=body)
+    assert (status, doc, headers["Retry-After"]) == (503, {"error": "too many pending flows"}, "50")
+    assert [raw(u)[0] for u in urls] == [202, 202]
+    # Expired flows make room.
+    h.clock.now += 51
+    assert "poll_url" in raw_init(h, ticket_of(h.token()))
+    assert [raw(u)[0] for u in urls] == [404, 404]
 
 
 # -- malformed requests ----------------------------------------------------------
@@ -595,6 +604,7 @@ def test_google_workspace_flow_through_the_service(h: Harness) -> None:
             return Refuse(str(exc), 401)
         return discharge_request(who, now=h.clock.now)
 
+    h.make_service(refusal_details=True)
     h.decide = authorize
     token = h.token(ConfineGoogleHD("example.com"))
     bundle = Bundle.parse(to_header(token), FLY_PERMISSION_LOCATION)
@@ -620,7 +630,7 @@ def test_google_workspace_flow_through_the_service(h: Harness) -> None:
 def test_a_request_without_identity_is_refused_not_minted(h: Harness) -> None:
     h.decide = lambda r: DischargeRequest(at=h.clock.now)
     bundle = h.bundle()
-    with pytest.raises(DischargeError, match="no verified identity") as info:
+    with pytest.raises(DischargeError) as info:
         h.client().fetch(bundle)
-    assert info.value.status == 403
+    assert (info.value.status, info.value.message) == (403, "refused")
     assert len(bundle) == 1
