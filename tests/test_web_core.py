@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import threading
@@ -299,3 +300,23 @@ def test_gate_repr_names_no_secret(world: World) -> None:
     assert repr(world.gate).startswith("<Gate <Verifier location=")
     for secret in world.tokens.secrets:
         assert secret not in repr(world.gate)
+
+
+# -- the benchmark -------------------------------------------------------------------
+
+
+def test_every_benchmarked_web_operation_runs_and_allows() -> None:
+    # Speed is reported by `python benchmarks/web.py`, never asserted here.
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "web.py"
+    spec = importlib.util.spec_from_file_location("benchmark_web", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for cache in (True, False):
+        fns, recorder = bench.operations(cache)
+        assert {"authorize", "WSGI middleware", "ASGI middleware"} <= set(fns)
+        for name, fn in fns.items():
+            recorder.status = None
+            fn()
+            if name != "authorize":  # authorize raises unless it allows
+                assert recorder.status in ("200 OK", 200), name
