@@ -74,6 +74,14 @@ class _Recorder:
 
     status: Any = None
 
+    def __init__(self) -> None:
+        self.loops: list[asyncio.AbstractEventLoop] = []
+
+    def close(self) -> None:
+        """Close the event loops the operations made."""
+        for loop in self.loops:
+            loop.close()
+
     def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
         self.status = status
 
@@ -100,6 +108,7 @@ def _drive(app: Any, scope: Scope, recorder: _Recorder) -> Callable[[], object]:
 def _loop_calls(app: Any, scope: Scope, recorder: _Recorder) -> Callable[[], object]:
     """Call an ASGI app on an event loop, 100 requests a call (results per request)."""
     loop = asyncio.new_event_loop()
+    recorder.loops.append(loop)
 
     async def hundred() -> None:
         for _ in range(100):
@@ -167,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---:|---:|---:|---:|")
     extra: dict[str, float] = {}
     for cache in (True, False):
-        fns, _ = operations(cache)
+        fns, rec = operations(cache)
         o = measure_all(fns, seconds)
+        rec.close()
         for server in ("WSGI", "ASGI"):
             total, bare = o[f"{server} middleware"], o[f"{server} endpoint"]
             print(
