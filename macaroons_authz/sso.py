@@ -464,6 +464,22 @@ def _attestations(request: DischargeRequest) -> list[Caveat]:
     return out
 
 
+def _validity_window(now: float, validity: float) -> ValidityWindow:
+    """``ValidityWindow(floor(now), floor(now + validity))`` for a finite *now*.
+
+    Raises:
+        AttenuationError: *validity* is not a positive number of seconds, or
+            the window does not fit a ValidityWindow's 64-bit fields.
+    """
+    seconds = _as_float(validity)
+    if seconds is None or seconds <= 0:
+        raise AttenuationError("validity must be a positive number of seconds")
+    end = now + seconds
+    if not -(2.0**63) <= now <= end < 2.0**63:
+        raise AttenuationError("the validity window does not fit 64-bit unix seconds")
+    return ValidityWindow(math.floor(now), math.floor(end))
+
+
 def _mint_discharge(
     ticket_caveats: CaveatSet,
     discharge: Macaroon,
@@ -487,14 +503,11 @@ def _mint_discharge(
             if *now* is NaN, infinite or not a number.
     """
     now = _finite_now(now)
-    number = _as_float(validity)
-    if number is None or number <= 0:
-        raise AttenuationError("validity must be a positive number of seconds")
+    window = _validity_window(now, validity)
     if not (request.flyio or request.google or request.github):
         raise UnauthorizedError("unauthorized: the discharge request holds no verified identity")
-    not_before, not_after = math.floor(now), math.floor(now + validity)
-    ticket_caveats.validate(attrs.evolve(request, expiry=float(not_after), at=now))
-    discharge.add(ValidityWindow(not_before, not_after), *_attestations(request))
+    ticket_caveats.validate(attrs.evolve(request, expiry=float(window.not_after), at=now))
+    discharge.add(window, *_attestations(request))
     if bind_to is not None:
         discharge.bind(bind_to)
     discharge.encode()

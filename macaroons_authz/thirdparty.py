@@ -50,12 +50,11 @@ from .bundle import Bundle, UnverifiedMacaroon
 from .caveats._base import Caveat, unb64
 from .caveats.auth import DischargeRequest
 from .caveats.caveat_set import CaveatSet
-from .caveats.core import ValidityWindow
 from .caveats.registry import CaveatRegistry
 from .errors import DecodeError, MacaroonError, UnauthorizedError
 from .header import decode_token, encode_token, strip_scheme
 from .macaroon import Macaroon, discharge_ticket
-from .sso import _as_float, _finite_now, _mint_discharge
+from .sso import _as_float, _finite_now, _mint_discharge, _validity_window
 from .verifier import FLY_PERMISSION_LOCATION
 
 if TYPE_CHECKING:
@@ -518,7 +517,7 @@ class DischargeService:
         else:
             extra = list(decision.caveats)
             if decision.validity is not None:
-                extra.append(ValidityWindow(math.floor(now), math.floor(now + decision.validity)))
+                extra.append(_validity_window(now, decision.validity))
             discharge.add(*extra)
         return encode_token(discharge)
 

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from macaroons_authz import (
     FLY_PERMISSION_LOCATION,
     Approve,
+    AttenuationError,
     Bundle,
     ConfineOrganization,
     Decision,
@@ -433,6 +434,25 @@ def test_a_broken_service_clock_is_a_500_not_a_discharge() -> None:
             body = ticket_body(bundle_for(tp_key, "https://auth.example"))
             status, _, doc = wsgi(svc, "POST", INIT_PATH, body)
             assert (status, doc) == (500, {"error": "internal server error"})
+
+
+def test_a_validity_window_beyond_64_bits_is_refused() -> None:
+    tp_key = new_encryption_key()
+    bundle = bundle_for(tp_key, "https://auth.example")
+    ((ticket,),) = bundle.undischarged_tickets().values()
+    request = discharge_request(FlyioIdentity(5), now=NOW)
+    with pytest.raises(AttenuationError, match="64-bit"):
+        issue_discharge(tp_key, "https://auth.example", ticket, request, now=NOW, validity=2.0**63)
+    with pytest.raises(AttenuationError, match="64-bit"):
+        issue_discharge(tp_key, "https://auth.example", ticket, request, now=-(2.0**64))
+    # The end overflows to infinity, which floor() refuses with OverflowError.
+    with pytest.raises(AttenuationError, match="64-bit"):
+        issue_discharge(
+            tp_key, "https://auth.example", ticket, request, now=1.7e308, validity=1.7e308
+        )
+    svc = service("https://auth.example", tp_key, lambda r: Approve(validity=1e300))
+    status, _, doc = wsgi(svc, "POST", INIT_PATH, ticket_body(bundle))
+    assert (status, doc) == (500, {"error": "internal server error"})
 
 
 # -- items 5 and 6: id_tokens and times ------------------------------------------------
