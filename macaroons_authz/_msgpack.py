@@ -9,8 +9,11 @@ wrapper. Strings that are not valid UTF-8 survive a round trip through
 ``surrogateescape``, as Go strings may hold any bytes.
 
 Decoding takes the first complete value and ignores what follows it, as Go
-does; ``msgpack`` caps every length at the input size, so no length field
-can make it allocate more than the input. :func:`value_end` walks raw bytes
+does. Every length is checked against the input's size, and every array
+and map count against :data:`MAX_CONTAINER_LENGTH`, from its header before
+anything is built: a token refused for a count has cost no more memory than
+its own size (an array of 255,000 empty maps would otherwise cost 70 times
+it). :func:`value_end` walks raw bytes
 without building values; it finds the exact wire bytes of caveats this
 library does not know, which must be re-emitted unchanged.
 """
@@ -26,6 +29,10 @@ from .errors import DecodeError
 
 #: How deeply :func:`value_end` follows nested arrays and maps.
 MAX_DEPTH = 64
+#: The most elements an array, or pairs a map, may hold: a caveat set of
+#: ``MAX_CAVEATS`` (4096) caveats is an array of twice that. Go has no such
+#: limit; no token it makes comes near it.
+MAX_CONTAINER_LENGTH = 8192
 
 _UNICODE_ERRORS = "surrogateescape"
 
@@ -56,10 +63,18 @@ def unpack(data: bytes) -> Any:
             raw=False,
             strict_map_key=False,
             unicode_errors=_UNICODE_ERRORS,
+            max_array_len=MAX_CONTAINER_LENGTH,
+            max_map_len=MAX_CONTAINER_LENGTH,
         )
     except msgpack.ExtraData as extra:
         return extra.unpacked
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+    except ValueError as exc:
+        if "exceeds max_" in str(exc):  # read from a header, before anything was built
+            limit = MAX_CONTAINER_LENGTH
+            msg = f"malformed MessagePack: more than {limit} elements in a container"
+            raise DecodeError(msg) from None
+        raise DecodeError(f"malformed MessagePack: {type(exc).__name__}") from None
+    except (TypeError, msgpack.UnpackException) as exc:
         # TypeError: an unhashable map key; ValueError covers incomplete
         # input, bad format bytes, nesting too deep and lengths over limit.
         raise DecodeError(f"malformed MessagePack: {type(exc).__name__}") from None
@@ -153,6 +168,9 @@ def array_items(data: bytes, pos: int = 0) -> tuple[list[tuple[int, int]], int]:
     if not (0x90 <= b <= 0x9F or b in (0xDC, 0xDD)):
         raise DecodeError("malformed MessagePack: expected an array")
     count, pos = _container_count(data, b, pos + 1, 0x90, 0xDC)
+    if count > MAX_CONTAINER_LENGTH:  # before a span of it is listed
+        limit = MAX_CONTAINER_LENGTH
+        raise DecodeError(f"malformed MessagePack: more than {limit} elements in an array")
     spans = []
     for _ in range(count):
         end = value_end(data, pos)

@@ -1,4 +1,6 @@
-"""Attacks on verification from issue 15: cost (item 1) and planted identities (item 4).
+"""Attacks from issue 15: verification cost, planted identities, decoding memory.
+
+Items 1, 4 and 7 of the issue.
 
 Costs are asserted by counting HMAC operations (``crypto.mac`` and the steps
 of ``crypto.chain``), never by timing. The counter also stops a run that
@@ -9,12 +11,15 @@ burning minutes of CPU.
 from __future__ import annotations
 
 import os
+import tracemalloc
 from collections.abc import Iterable, Sequence
 
 import pytest
 
 from macaroons_authz import (
+    MAX_CAVEATS,
     MAX_HEADER_LENGTH,
+    MAX_TOKEN_SIZE,
     MAX_VERIFY_MACS,
     Action,
     AttenuationError,
@@ -22,6 +27,8 @@ from macaroons_authz import (
     Bundle,
     Caveat,
     Caveat3P,
+    CaveatSet,
+    DecodeError,
     FlyioUserID,
     GitHubUserID,
     GoogleUserID,
@@ -33,6 +40,7 @@ from macaroons_authz import (
     VerificationCostError,
     VerificationError,
     Verifier,
+    _msgpack,
     crypto,
     discharge_ticket,
     to_header,
@@ -289,3 +297,71 @@ def test_a_planted_nested_identity_is_never_returned() -> None:
     verifier = Verifier(keyring(key), location=LOC)
     with pytest.raises(VerificationError, match="attestation in non-proof"):
         verifier.verify(to_header(token))
+
+
+# -- item 7: decoding allocates no more than its input when it refuses a count --
+
+
+def _token_with_set(set_bytes: bytes) -> bytes:
+    """A token whose caveat set is the raw *set_bytes* (as an attacker writes it)."""
+    nonce = Nonce(b"kid", b"r" * 16, False).encode()
+    return b"\x94" + nonce + b"\xa3loc" + set_bytes + b"\xc4\x20" + b"t" * 32
+
+
+def _array32(n: int) -> bytes:
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+HOSTILE_SETS = {
+    # The issue's: a caveat set of 255,000 empty maps (peaked at 17.9 MiB).
+    "255000 empty maps": _array32(255_000) + b"\x80" * 255_000,
+    "255000 empty arrays": _array32(255_000) + b"\x90" * 255_000,
+    # A body that is a map of 40,000 pairs.
+    "map of 40000 pairs": b"\x92\x04\xde\x9c\x40"
+    + b"".join(b"\xcd" + i.to_bytes(2, "big") + b"\x01" for i in range(40_000)),
+    # An IfPresent whose nested set is 200,000 empty maps.
+    "nested set of 200000 maps": b"\x92\x0d\x92" + _array32(200_000) + b"\x80" * 200_000 + b"\x00",
+    # Arrays nested 200,000 deep (refused by msgpack's depth limit before too).
+    "arrays 200000 deep": b"\x92\x0d" + b"\x91" * 200_000 + b"\x00",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_SETS))
+def test_a_token_refused_for_a_count_allocates_about_its_size(name: str) -> None:
+    data = _token_with_set(HOSTILE_SETS[name])
+    assert len(data) <= MAX_TOKEN_SIZE
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError):
+            Macaroon.decode(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 1.1 * len(data) + 64 * 1024, (name, peak, len(data))
+
+
+def test_array_items_refuses_a_long_array_before_listing_it() -> None:
+    data = _array32(200_000) + b"\x80" * 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError, match="more than 8192"):
+            CaveatSet.decode(data)
+        with pytest.raises(DecodeError, match="more than 8192"):
+            _msgpack.array_items(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 1.1 * len(data) + 64 * 1024
+
+
+def test_containers_up_to_the_limit_still_decode() -> None:
+    """8,192 elements (a set of MAX_CAVEATS caveats) is within the limit."""
+    key = os.urandom(32)
+    token = Macaroon.new(b"kid", LOC, key)
+    token.add(*[Organization(i, Action.READ) for i in range(MAX_CAVEATS)])
+    decoded = Macaroon.decode(token.encode())
+    assert len(decoded.unsafe_caveats) == MAX_CAVEATS
+    decoded.verify(key)
+    assert _msgpack.unpack(b"\xdc\x20\x00" + b"\x00" * 8192) == [0] * 8192
+    with pytest.raises(DecodeError, match="more than 8192 elements in a container"):
+        _msgpack.unpack(b"\xdc\x20\x01" + b"\x00" * 8193)
