@@ -479,6 +479,8 @@ def is_finite_time(value: object) -> bool:
     window check; infinities would pass one side of it. Anything that is
     not a number is refused too.
     """
+    if type(value) is float:
+        return value - value == 0.0  # NaN and infinities give NaN
     if type(value) is int:
         return True
     try:
