@@ -15,6 +15,8 @@ import tracemalloc
 from collections.abc import Iterable, Sequence
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from macaroons_authz import (
     MAX_CAVEATS,
@@ -365,3 +367,87 @@ def test_containers_up_to_the_limit_still_decode() -> None:
     assert _msgpack.unpack(b"\xdc\x20\x00" + b"\x00" * 8192) == [0] * 8192
     with pytest.raises(DecodeError, match="more than 8192 elements in a container"):
         _msgpack.unpack(b"\xdc\x20\x01" + b"\x00" * 8193)
+
+
+# -- fuzzing: many third-party caveats and discharges, huge container counts --
+
+
+@given(
+    n_3p=st.integers(1, 6),
+    tickets=st.lists(st.integers(0, 3), min_size=6, max_size=6),
+    discharges=st.lists(
+        st.tuples(st.integers(0, 3), st.booleans(), st.integers(0, 20), st.integers(1, 3)),
+        max_size=8,
+    ),
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_verification_work_is_bounded_by_the_distinct_tokens(
+    n_3p: int, tickets: list[int], discharges: list[tuple[int, bool, int, int]]
+) -> None:
+    """Any mix of 3P caveats (tickets shared or not) and discharges (right,
+    wrong, repeated): verification answers with a VerificationError or the
+    caveats, spending at most one chain per distinct token."""
+    key = os.urandom(32)
+    rns = [os.urandom(32) for _ in range(4)]
+    cavs: list[Caveat] = [
+        Caveat3P(f"l{i}", None, bytes([tickets[i]]), discharge_key=rns[tickets[i]])
+        for i in range(n_3p)
+    ]
+    token = permission(key, cavs)
+    sent: list[bytes] = []
+    for ticket, right, n_caveats, copies in discharges:
+        d = discharge(rns[ticket] if right else os.urandom(32), n_caveats, bytes([ticket]))
+        sent += [d.encode()] * copies
+    bound = len(cavs) + 1 + sum(len(Macaroon.decode(d).unsafe_caveats) + 2 for d in set(sent))
+    counter = MacCounter(bound)
+    mac, chain = crypto.mac, crypto.chain
+
+    def counting_chain(k: bytes, msgs: Iterable[bytes]) -> list[bytes]:
+        msgs = list(msgs)
+        counter.add(len(msgs))
+        return chain(k, msgs)
+
+    def counting_mac(k: bytes, msg: bytes) -> bytes:
+        counter.add(1)
+        return mac(k, msg)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(crypto, "chain", counting_chain)
+        mp.setattr(crypto, "mac", counting_mac)
+        try:
+            token.verify(key, sent)
+            outcome = "verified"
+        except VerificationError:
+            outcome = "refused"
+    shared = len({c.ticket for c in cavs if isinstance(c, Caveat3P)}) < n_3p
+    if shared:
+        assert outcome == "refused" and counter.count == 0
+    assert counter.count <= bound
+
+
+_HEADERS = st.sampled_from([b"\xdc", b"\xdd", b"\xde", b"\xdf"])
+
+
+@given(
+    head=_HEADERS,
+    count=st.integers(8193, 300_000),
+    filler=st.sampled_from([b"\x80", b"\x90", b"\x00", b"\xa1a"]),
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_huge_container_counts_are_refused_before_they_are_built(
+    head: bytes, count: int, filler: bytes
+) -> None:
+    """An array or map header over the limit, inside an IfPresent, is refused before it is built."""
+    size = 4 if head in (b"\xdd", b"\xdf") else 2
+    count = min(count, 2**16 - 1) if size == 2 else count
+    pairs = 2 if head in (b"\xde", b"\xdf") else 1
+    body = head + count.to_bytes(size, "big") + filler * min(count * pairs, 60_000)
+    data = _token_with_set(b"\x92\x0d\x92" + body + b"\x00")
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError):
+            Macaroon.decode(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 1.1 * len(data) + 64 * 1024
