@@ -349,17 +349,16 @@ def _as_float(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _finite_now(now: object, what: str = "now") -> float:
-    """*now* as a float, if it is a finite time (*what* names it in the error).
+def _finite_now(now: float, what: str = "now") -> float:
+    """*now*, if it is a finite time (*what* names it in the error).
 
     Raises:
         InvalidAccessError: *now* is NaN, infinite, not a number, or an int
             too large for a float.
     """
-    number = _as_float(now)
-    if number is None:
+    if _as_float(now) is None:
         raise non_finite_time(what, now)
-    return number
+    return now
 
 
 def _number(claims: Mapping[str, Any], name: str) -> float:

@@ -286,7 +286,8 @@ class _FlowStore:
         if max_flows < 1:
             raise ValueError("max_flows must be positive")
         self._max = max_flows
-        self._ttl = _seconds(ttl, "flow_ttl")
+        _seconds(ttl, "flow_ttl")
+        self._ttl = ttl
         self._clock = clock
         self._lock = threading.Lock()
         self._flows: OrderedDict[str, _Flow] = OrderedDict()
