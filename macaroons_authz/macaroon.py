@@ -20,10 +20,12 @@ from typing import Any
 
 from . import _msgpack, crypto
 from .caveats._base import (
+    MAX_CAVEATS,
     THIRD_PARTY,
     Caveat,
     MemoEntry,
     NeedsRawBytes,
+    UnregisteredCaveat,
     blob,
     decode_set_bytes,
     decode_set_value,
@@ -204,7 +206,11 @@ class Macaroon:
                 (at any depth of ``IfPresent``) was added to a token that is
                 not a proof, or a second third-party caveat names a location
                 or carries a ticket already used (by a third-party caveat
-                anywhere in the token, ``IfPresent`` included).
+                anywhere in the token, ``IfPresent`` included), or the token
+                would no longer decode: a caveat nested past
+                ``MAX_NESTING`` or holding too many elements, more than
+                ``MAX_CAVEATS`` caveats, or more than :data:`MAX_TOKEN_SIZE`
+                bytes.
             DecodeError: a caveat cannot be encoded (an unregistered caveat
                 read from JSON).
         """
@@ -236,7 +242,10 @@ class Macaroon:
                     raise AttenuationError("attempting to add multiple 3ps with one ticket")
                 locations.add(cav.location)
                 tickets.add(cav.ticket)
+            _check_decodable(cav, packed)
             todo.append((cav, packed))
+        if len(self._caveats) + len(todo) > MAX_CAVEATS:
+            raise AttenuationError(f"a token holds at most {MAX_CAVEATS} caveats")
         added: list[Caveat] = []
         packs = list(self._packs())
         tail = self._tail
@@ -254,6 +263,18 @@ class Macaroon:
             added.append(cav)
             packs.append(packed)
             tail = crypto.mac(tail, packed)
+        # Each caveat is its one-caveat set less the 0x92 byte; 34 is the tail's encoding.
+        size = (
+            1
+            + len(self._nonce_packed)
+            + len(_msgpack.pack(self.location))
+            + len(_msgpack.array_header(2 * len(packs)))
+            + sum(map(len, packs))
+            - len(packs)
+            + 34
+        )
+        if size > MAX_TOKEN_SIZE:
+            raise AttenuationError(f"the token would be larger than {MAX_TOKEN_SIZE} bytes")
         self._caveats += tuple(added)
         self._packed = tuple(packs)
         self._tail = tail
@@ -652,6 +673,28 @@ def _verify_3p(
         except VerificationError as exc:
             reasons.append(str(exc))
     raise VerificationError(f"discharge for {cav.location} failed: {'; '.join(reasons)}")
+
+
+def _check_decodable(cav: Caveat, packed: bytes) -> None:
+    """Refuse a caveat that :meth:`Macaroon.decode` would refuse (nesting, element counts).
+
+    Only ``IfPresent`` nests caveats, and a container of more elements than
+    decoding allows takes more bytes than that; other caveats are skipped
+    without decoding them, as they can hold neither.
+
+    Raises:
+        AttenuationError: decoding the caveat fails.
+    """
+    if (
+        type(cav) is not IfPresent
+        and type(cav) is not UnregisteredCaveat
+        and len(packed) <= _msgpack.MAX_CONTAINER_LENGTH
+    ):
+        return
+    try:
+        CaveatSet.decode(packed)
+    except DecodeError as exc:
+        raise AttenuationError(f"the token would not decode: {exc}") from None
 
 
 def _holds_attestation(cav: Caveat) -> bool:

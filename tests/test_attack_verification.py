@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from macaroons_authz import (
     MAX_CAVEATS,
     MAX_HEADER_LENGTH,
+    MAX_NESTING,
     MAX_TOKEN_SIZE,
     MAX_VERIFY_MACS,
     Action,
@@ -39,6 +40,7 @@ from macaroons_authz import (
     MemoryKeyring,
     Nonce,
     Organization,
+    UnregisteredCaveat,
     VerificationCostError,
     VerificationError,
     Verifier,
@@ -451,3 +453,61 @@ def test_huge_container_counts_are_refused_before_they_are_built(
     finally:
         tracemalloc.stop()
     assert peak <= 1.1 * len(data) + 64 * 1024
+
+
+# -- issue 16: add refuses what decode would refuse ----------------------------
+
+
+def _nested(depth: int) -> Caveat:
+    cav: Caveat = Organization(1, Action.ALL)
+    for _ in range(depth):
+        cav = IfPresent((cav,), Action.ALL)
+    return cav
+
+
+def test_add_refuses_if_present_nested_past_what_decode_reads() -> None:
+    token = Macaroon.new(b"kid", LOC, os.urandom(32))
+    token.add(_nested(MAX_NESTING))
+    assert Macaroon.decode(token.encode()).unsafe_caveats == token.unsafe_caveats
+    before = token.encode()
+    with pytest.raises(AttenuationError, match="would not decode: caveats nested too deeply"):
+        token.add(Organization(2, Action.ALL), _nested(MAX_NESTING + 1))
+    assert token.encode() == before
+    # What decode refuses, for the record: the same caveat in a forged token.
+    key = os.urandom(32)
+    with pytest.raises(DecodeError, match="nested too deeply"):
+        Macaroon.decode(permission_bytes(key, [_nested(MAX_NESTING + 1)]))
+
+
+def permission_bytes(key: bytes, caveats: Sequence[Caveat]) -> bytes:
+    nonce = Nonce(b"kid", os.urandom(16), False)
+    tail = crypto.chain(key, [nonce.encode(), *(c.packed() for c in caveats)])[-1]
+    return Macaroon(nonce, LOC, caveats, tail, finalized=True).encode()
+
+
+def test_add_refuses_more_caveats_than_a_token_may_hold() -> None:
+    token = Macaroon.new(b"kid", LOC, os.urandom(32))
+    token.add(*[Organization(i, Action.READ) for i in range(MAX_CAVEATS - 1)])
+    with pytest.raises(AttenuationError, match=f"at most {MAX_CAVEATS} caveats"):
+        token.add(Organization(10**6, Action.READ), Organization(10**6 + 1, Action.READ))
+    token.add(Organization(10**6, Action.READ))
+    assert len(Macaroon.decode(token.encode()).unsafe_caveats) == MAX_CAVEATS
+
+
+def test_add_refuses_a_caveat_holding_more_elements_than_decode_reads() -> None:
+    token = Macaroon.new(b"kid", LOC, os.urandom(32))
+    wide = IfPresent([Organization(i, Action.READ) for i in range(MAX_CAVEATS + 1)], Action.ALL)
+    with pytest.raises(AttenuationError, match="would not decode"):
+        token.add(wide)
+    assert len(token.unsafe_caveats) == 0
+
+
+def test_add_refuses_a_token_larger_than_decode_reads() -> None:
+    token = Macaroon.new(b"kid", LOC, os.urandom(32))
+    big = [UnregisteredCaveat((1 << 40) + i, _msgpack.pack(b"x" * 70_000)) for i in range(4)]
+    token.add(*big[:3])
+    assert Macaroon.decode(token.encode()).encode() == token.encode()
+    before = token.encode()
+    with pytest.raises(AttenuationError, match=f"larger than {MAX_TOKEN_SIZE} bytes"):
+        token.add(big[3])
+    assert token.encode() == before

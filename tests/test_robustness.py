@@ -33,6 +33,7 @@ from macaroons_authz import (
     AllowedRoles,
     AppFeatureSet,
     Apps,
+    AttenuationError,
     BindToParentToken,
     Caveat,
     Caveat3P,
@@ -481,9 +482,15 @@ def test_if_present_nesting_is_limited(innermost: Caveat) -> None:
         CaveatSet.decode(bomb)
     key = os.urandom(32)
     m = Macaroon.new(b"kid", LOC, key)
-    m.add(_nested_if_present(MAX_NESTING + 1, innermost))
+    # add() refuses what decode would refuse (issue 16)...
+    with pytest.raises(AttenuationError, match="nested too deeply"):
+        m.add(_nested_if_present(MAX_NESTING + 1, innermost))
+    # ...and a token written without add() is refused by decode.
+    forged = Macaroon(
+        m.nonce, LOC, [_nested_if_present(MAX_NESTING + 1, innermost)], m._tail, finalized=True
+    )
     with pytest.raises(DecodeError, match="nested too deeply"):
-        Macaroon.decode(m.encode())
+        Macaroon.decode(forged.encode())
     # Far deeper, written by hand: no Python object that deep is ever built.
     levels = 20_000
     huge = b"\x92\x0d\x92" * levels + b"\x92\x1a\x01" + b"\x01" * levels
