@@ -51,6 +51,9 @@ class ASGIMiddleware:
             revocation store are the in-memory ones and in a thread
             otherwise. The hand-off uses :mod:`asyncio`.
 
+    The result goes to ``scope["state"][STATE_KEY]``; a scope without
+    ``"state"`` (a server without lifespan state) is given one.
+
     A refused websocket is answered before it is accepted: with the denial's
     HTTP response when the server offers the ``websocket.http.response``
     extension (uvicorn does), else by closing it with code 1008 (policy
