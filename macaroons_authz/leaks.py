@@ -111,7 +111,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from . import crypto
-from .caveats._base import unb64
+from .caveats._base import load_json, unb64
 from .errors import DecodeError, VerificationError
 from .macaroon import Macaroon
 from .nonce import Nonce
@@ -880,9 +880,13 @@ class GitHubPublicKeys:
             AlertVerificationError: the document is malformed.
         """
         try:
-            doc = json.loads(document) if isinstance(document, str | bytes) else document
-        except (ValueError, RecursionError):  # RecursionError: nested too deeply
-            raise AlertVerificationError("public keys document is not JSON") from None
+            doc = (
+                load_json(document, "public keys document")
+                if isinstance(document, str | bytes)
+                else document
+            )
+        except DecodeError as exc:  # not JSON, or nested too deeply
+            raise AlertVerificationError(str(exc)) from None
         entries = doc.get("public_keys") if isinstance(doc, Mapping) else None
         if not isinstance(entries, list):
             raise AlertVerificationError("public keys document has no public_keys list")
@@ -1021,9 +1025,9 @@ def verify_github_alert(
     )
     keys.verify(body, headers)
     try:
-        items = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply
-        raise AlertVerificationError("alert body is not JSON") from None
+        items = load_json(body, "alert body")
+    except DecodeError as exc:  # not JSON, or nested too deeply
+        raise AlertVerificationError(str(exc)) from None
     if not isinstance(items, list):
         raise AlertVerificationError("alert body is not a JSON array")
     matches = []
