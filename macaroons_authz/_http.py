@@ -78,6 +78,9 @@ class _Reader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
     def readinto(self, buffer: WriteableBuffer, /) -> int | None:
         self._sock.settimeout(self._deadline.left())
         return self._raw.readinto(buffer)

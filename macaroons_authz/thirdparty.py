@@ -529,6 +529,7 @@ class DischargeService:
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         base = self._base_path
+        page: WSGIApplication | None = None
         try:
             if path == base + INIT_PATH:
                 if method != "POST":
@@ -539,7 +540,8 @@ class DischargeService:
                     raise _HTTPError(405, "method not allowed", [("Allow", "GET")])
                 status, body = self._poll(path[len(base + POLL_PATH) :])
             elif path.startswith(base + USER_PATH) and self._user_page is not None:
-                return self._user(environ, start_response, path[len(base + USER_PATH) :])
+                environ[FLOW_ENVIRON_KEY] = self._user_flow(path[len(base + USER_PATH) :])
+                page = self._user_page
             else:
                 raise _HTTPError(404, "not found")
         except _HTTPError as exc:
@@ -550,6 +552,10 @@ class DischargeService:
             _log.exception("3p request failed")
             _drain(environ)
             return _respond(start_response, 500, {"error": "internal server error"})
+        if page is not None:
+            # Outside the try: the page's errors are its own, and it may have
+            # started its response already.
+            return page(environ, start_response)
         return _respond(start_response, status, body)
 
     def _init(self, environ: WSGIEnvironment) -> tuple[int, dict[str, Any]]:
@@ -623,16 +629,11 @@ class DischargeService:
             raise _HTTPError(404, "not found")
         return result
 
-    def _user(
-        self, environ: WSGIEnvironment, start_response: StartResponse, secret: str
-    ) -> Iterable[bytes]:
-        assert self._user_page is not None
+    def _user_flow(self, secret: str) -> PendingFlow:
         try:
-            flow = self.flow(secret)
+            return self.flow(secret)
         except FlowNotFoundError:
-            return _respond(start_response, 404, {"error": "not found"})
-        environ[FLOW_ENVIRON_KEY] = flow
-        return self._user_page(environ, start_response)
+            raise _HTTPError(404, "not found") from None
 
 
 def _pending(flow: _Flow) -> PendingFlow:

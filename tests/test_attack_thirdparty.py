@@ -436,6 +436,37 @@ def test_a_broken_service_clock_is_a_500_not_a_discharge() -> None:
             assert (status, doc) == (500, {"error": "internal server error"})
 
 
+def test_a_clock_that_breaks_later_is_a_500_on_every_path() -> None:
+    tp_key = new_encryption_key()
+    now: list[float] = [NOW]
+    flows: list[PendingFlow] = []
+    pages: list[str] = []
+
+    def page(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        pages.append(environ["PATH_INFO"])
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    svc = DischargeService(
+        "https://auth.example",
+        tp_key,
+        lambda r: Defer(interactive=True),
+        on_deferred=flows.append,
+        user_page=page,
+        clock=lambda: now[0],
+    )
+    body = ticket_body(bundle_for(tp_key, "https://auth.example"))
+    urls = wsgi(svc, "POST", INIT_PATH, body)[2]["user_interactive"]
+    poll, user = (urls[k].removeprefix("https://auth.example") for k in ("poll_url", "user_url"))
+    assert wsgi(svc, "GET", poll)[0] == 202
+    now[0] = math.nan  # a NaN clock would keep every flow alive for ever
+    for path in (poll, user):
+        assert wsgi(svc, "GET", path)[::2] == (500, {"error": "internal server error"})
+    with pytest.raises(InvalidAccessError):
+        svc.complete(flows[0].user_secret, Approve())
+    assert pages == []
+
+
 def test_a_validity_window_beyond_64_bits_is_refused() -> None:
     tp_key = new_encryption_key()
     bundle = bundle_for(tp_key, "https://auth.example")
