@@ -13,12 +13,22 @@ their bytes), so the bytes that are MACed are always the bytes that mean.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from . import _msgpack, crypto
+from ._verification import (
+    MAX_VERIFY_MACS,
+    RUN,
+    _BindingIds,
+    _distinct_by_ticket,
+    _Run,
+    _ticket_fields,
+    _verify_3p,
+)
+
+# Re-exported: callers (bundle, tests) import them from here.
+from ._verification import TrustedThirdParties as TrustedThirdParties
+from ._verification import verification_run as verification_run
 from .caveats._base import (
     MAX_CAVEATS,
     THIRD_PARTY,
@@ -38,26 +48,15 @@ from .caveats.caveat_set import CaveatSet
 from .caveats.core import BindToParentToken, Caveat3P
 from .caveats.registry import DEFAULT_REGISTRY, CaveatRegistry
 from .caveats.resset import IfPresent
-from .errors import AttenuationError, DecodeError, VerificationCostError, VerificationError
+from .errors import AttenuationError, DecodeError, VerificationError
 from .nonce import Nonce
 
 __all__ = ["MAX_TOKEN_SIZE", "MAX_VERIFY_MACS", "Macaroon", "discharge_ticket"]
 
 #: The largest encoded token (in bytes) that :meth:`Macaroon.decode` accepts.
 MAX_TOKEN_SIZE = 256 * 1024
-#: The most HMAC operations one verification may spend: one :meth:`Macaroon.verify`
-#: call, or every token of one header in :meth:`Bundle.verify
-#: <macaroons_authz.Bundle.verify>`. A header within ``MAX_HEADER_LENGTH``
-#: holds at most 786,432 token bytes, every caveat takes at least two of
-#: them and each token adds two operations (its nonce and a proof's
-#: finalization), so no header within the limits needs more than 394,240:
-#: this cap only ever stops a caller who passes more than a header's worth
-#: of discharges (see docs/security.rst).
-MAX_VERIFY_MACS = 2**19
 _RND_SIZE = 16
 _BINDING_ID_SIZE = 16
-
-TrustedThirdParties = Mapping[str, Sequence[bytes]]
 
 
 class Macaroon:
@@ -439,7 +438,7 @@ class Macaroon:
                 decoded.append(_as_macaroon(d, None))
             except DecodeError:
                 continue
-        run = _RUN.get() or _Run()
+        run = RUN.get() or _Run()
         return CaveatSet(self._verify(key, decoded, trusted_3ps or {}, run))
 
     def _verify(
@@ -550,131 +549,6 @@ class Macaroon:
         return self._nonce_packed, self.location, self._packs(), self._tail
 
 
-class _Run:
-    """The work of one verification: the HMAC operations spent, and discharge checks done.
-
-    A discharge checked once under a key is never checked again in the same
-    run, so a header that repeats a discharge, or a bundle whose permission
-    tokens share one, costs each (discharge, key) pair one chain.
-    """
-
-    __slots__ = ("_signed", "macs")
-
-    def __init__(self) -> None:
-        self.macs = 0
-        self._signed: dict[tuple[tuple[bytes, str, tuple[bytes, ...], bytes], bytes], bool] = {}
-
-    def spend(self, n: int) -> None:
-        """Count *n* HMAC operations, before they are made.
-
-        Raises:
-            VerificationCostError: the run would pass :data:`MAX_VERIFY_MACS`.
-        """
-        self.macs += n
-        if self.macs > MAX_VERIFY_MACS:
-            raise VerificationCostError(
-                f"verification would take more than {MAX_VERIFY_MACS} HMAC operations"
-            )
-
-    def signed(self, token: Macaroon, key: bytes) -> bool:
-        """Whether *token* is signed with *key* (its chain is computed at most once)."""
-        memo_key = (token._identity(), key)
-        ok = self._signed.get(memo_key)
-        if ok is None:
-            ok = self._signed[memo_key] = token._signed_by(token._tails(key, self))
-        return ok
-
-
-_RUN: ContextVar[_Run | None] = ContextVar("macaroons_authz_verification_run", default=None)
-
-
-@contextmanager
-def verification_run() -> Iterator[None]:
-    """Make every verification inside the block one run: one budget, one memo.
-
-    Used to verify all the tokens of one header as one: the cap of
-    :data:`MAX_VERIFY_MACS` then holds for the header, and a discharge shared
-    by several permission tokens is checked once per key.
-    """
-    token = _RUN.set(_Run())
-    try:
-        yield
-    finally:
-        _RUN.reset(token)
-
-
-class _BindingIds:
-    """The binding ids a discharge may carry: prefixes of the parent's tail *digests*.
-
-    A digest is ``SHA-256`` of one of the parent's tails.
-
-    Matching takes one set lookup, after one pass over the digests for each
-    prefix length met (at most 33), so a discharge of many bindings costs
-    linear time rather than bindings times tails.
-    """
-
-    __slots__ = ("_by_length", "_digests")
-
-    def __init__(self, digests: Sequence[bytes]) -> None:
-        self._digests = digests
-        self._by_length: dict[int, frozenset[bytes]] = {}
-
-    def match(self, prefix: bytes) -> bool:
-        """Whether *prefix* begins the digest of one of the tails."""
-        n = len(prefix)
-        if n > 32:
-            return False
-        prefixes = self._by_length.get(n)
-        if prefixes is None:
-            prefixes = self._by_length[n] = frozenset(d[:n] for d in self._digests)
-        return prefix in prefixes
-
-
-def _distinct_by_ticket(
-    discharges: Sequence[Macaroon], tickets: set[bytes | None]
-) -> dict[bytes | None, list[Macaroon]]:
-    """The discharges whose KID is one of *tickets*, by KID, in order, byte-identical ones once."""
-    out: dict[bytes | None, list[Macaroon]] = {}
-    seen = set()
-    for d in discharges:
-        if d._kid not in tickets:
-            continue
-        identity = d._identity()
-        if identity not in seen:
-            seen.add(identity)
-            out.setdefault(d._kid, []).append(d)
-    return out
-
-
-def _verify_3p(
-    cav: Caveat3P,
-    tail_then: bytes,
-    candidates: Sequence[Macaroon],
-    binding_ids: _BindingIds,
-    trusted_3ps: TrustedThirdParties,
-    run: _Run,
-) -> list[Caveat]:
-    """The caveats of the first of *candidates* that discharges *cav* (in header order)."""
-    if cav.ticket is None or not candidates:
-        raise VerificationError(f"no matching discharge token for {cav.location}")
-    rn = crypto.unseal(tail_then, cav.verifier_key or b"")
-    if rn is None:
-        raise VerificationError("bad verifier key in third-party caveat")
-    reasons = []
-    for d in candidates:
-        trusted = _trusted_discharge(d, rn, trusted_3ps)
-        if trusted is None:
-            reasons.append("discharge key from ticket/VerifierKey mismatch")
-            continue
-        try:
-            return d._verify_discharge(rn, binding_ids, trusted, run)
-        except VerificationCostError:
-            raise
-        except VerificationError as exc:
-            reasons.append(str(exc))
-    raise VerificationError(f"discharge for {cav.location} failed: {'; '.join(reasons)}")
-
-
 def _check_decodable(cav: Caveat, packed: bytes) -> None:
     """Refuse a caveat that :meth:`Macaroon.decode` would refuse (nesting, element counts).
 
@@ -778,31 +652,6 @@ def _decode_known(data: bytes, memo: dict[bytes, MemoEntry]) -> Macaroon | None:
         hit[1],
         data[tail_at + 2 :],
     )
-
-
-def _trusted_discharge(d: Macaroon, rn: bytes, trusted_3ps: TrustedThirdParties) -> bool | None:
-    """Whether a trusted key opens *d*'s ticket to *rn*; ``None`` if one opens it to another key."""
-    ticket = d._kid or b""
-    for k in trusted_3ps.get(d.location, ()):
-        plain = crypto.unseal(k, ticket)
-        if plain is None:
-            continue
-        try:
-            discharge_key = _ticket_fields(plain)[0]
-        except DecodeError:
-            return None
-        return True if crypto.equal(discharge_key, rn) else None
-    return False
-
-
-def _ticket_fields(plain: bytes) -> tuple[bytes, Any]:
-    obj = _msgpack.unpack(plain)
-    if type(obj) is not list or len(obj) != 2:
-        raise DecodeError("bad ticket")
-    rn = blob(obj[0], "ticket discharge key")
-    if rn is None:
-        raise DecodeError("bad ticket")
-    return rn, obj[1]
 
 
 def _as_macaroon(token: Macaroon | bytes, registry: CaveatRegistry | None) -> Macaroon:
