@@ -447,7 +447,7 @@ class DischargeService:
         refusal_details: bool = False,
     ) -> None:
         crypto.check_key(key, "third-party key", crypto.KEY_SIZE)
-        validity = _seconds(validity, "validity")
+        _seconds(validity, "validity")
         parts = urllib.parse.urlsplit(location)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("location must be an absolute http(s) URL")
