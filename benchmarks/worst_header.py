@@ -131,7 +131,9 @@ def shape_wrong_discharges(scale: float) -> list[bytes]:
 
 
 def shape_bindings(scale: float) -> list[bytes]:
-    perm = permission([*three_p(1), *[UnregisteredCaveat(100, bytes([i % 128])) for i in range(MAX_CAVEATS - 1)]])
+    perm = permission(
+        [*three_p(1), *[UnregisteredCaveat(100, bytes([i % 128])) for i in range(MAX_CAVEATS - 1)]]
+    )
     right = discharge(0, right=True)
     budget = int((MAX_HEADER_LENGTH - len(to_header(perm, right))) * scale)
     bind = BindToParentToken(b"\xff" * 16)  # a prefix of no tail's digest (checked below)
@@ -172,11 +174,11 @@ class MacCounter:
             self.count += len(msgs)
             return self._chain(key, msgs)
 
-        crypto.mac, crypto.chain = mac, chain  # type: ignore[assignment]
+        crypto.mac, crypto.chain = mac, chain
         return self
 
     def __exit__(self, *exc: object) -> None:
-        crypto.mac, crypto.chain = self._mac, self._chain  # type: ignore[assignment]
+        crypto.mac, crypto.chain = self._mac, self._chain
 
 
 def run(name: str, scale: float) -> None:
