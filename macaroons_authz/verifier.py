@@ -18,15 +18,15 @@ from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
-from ._sqlite import StoreError
 from .access import Access
 from .caveats.caveat_set import CaveatSet
 from .caveats.registry import CaveatRegistry
 from .errors import MacaroonError, VerificationError
 from .header import _split_by_location
-from .keyring import Keyring
 from .macaroon import Macaroon
-from .revocation import RevocationStore
+from .stores._sqlite import StoreError
+from .stores.keyring import Keyring
+from .stores.revocation import RevocationStore
 
 __all__ = ["FLY_PERMISSION_LOCATION", "VerificationCache", "Verifier"]
 
@@ -166,10 +166,11 @@ def _unreadable(exc: Exception) -> StoreError:
     return StoreError(f"cannot read the revocation store ({type(exc).__name__})")
 
 
-#: Bytes of memory charged per byte of the encoded tokens behind an entry:
-#: the most any caveat shape was measured to take once decoded (resource
-#: sets of many integer ids take 30; ordinary tokens 1.5 to 3).
-_BYTES_PER_TOKEN_BYTE = 32
+#: Bytes of memory charged per byte of the caveats behind an entry, as
+#: encoded: above the most any shape was measured to take once decoded
+#: (77, for IfPresent caveats holding one-id resource sets; 38 for resource
+#: sets of thousands of ids; ordinary caveats take 5 to 15).
+_BYTES_PER_CAVEAT_BYTE = 96
 #: Bytes charged for an entry's own objects, and for each token id it holds.
 _ENTRY_BYTES = 512
 _ID_BYTES = 128
@@ -215,7 +216,7 @@ class VerificationCache:
     of the access, and so expiry, always runs. Failures are never cached.
 
     A push invalidator (such as
-    :class:`~macaroons_authz.postgres.PostgresInvalidator`) can put the cache
+    :class:`~macaroons_authz.stores.PostgresInvalidator`) can put the cache
     on a *lease*: :meth:`hold` makes it fail closed (no hits, nothing stored)
     until :meth:`renew` is called, and each renewal lasts a bounded time, so
     an invalidator that stops hearing from its database stops the cache from
@@ -225,10 +226,10 @@ class VerificationCache:
         max_entries: how many verifications to keep.
         max_age: seconds an entry lives.
         max_bytes: the memory the entries and remembered headers may take,
-            as estimated: 32 bytes per byte of the tokens behind an entry
-            (the most any caveat shape takes once decoded), plus the
-            characters of its remembered headers and a fixed overhead. An
-            entry estimated above *max_bytes* is not stored.
+            as charged: 96 bytes per byte of the encoded caveats behind an
+            entry (more than any caveat shape takes once decoded), plus
+            the characters of its remembered headers and a fixed overhead.
+            An entry charged above *max_bytes* is not stored.
         poll_interval: seconds between reads of the revocation feed; a
             revocation made elsewhere reaches cached entries within it.
         clock: a monotonic clock (injectable for tests).
@@ -239,7 +240,7 @@ class VerificationCache:
         max_entries: int = 10_000,
         max_age: float = 300.0,
         *,
-        max_bytes: int = 64 * 1024 * 1024,
+        max_bytes: int = 128 * 1024 * 1024,
         poll_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -300,11 +301,13 @@ class VerificationCache:
 
     @staticmethod
     def _key(token: Macaroon, discharges: Sequence[Macaroon]) -> tuple[bytes, int]:
-        """The key of verifying *token* with *discharges*, and the encoded size behind it.
+        """The key of verifying *token* with *discharges*, and the size of their caveats.
 
         Verification reads the permission token and the discharges whose KID
         is one of its tickets, in order, and nothing else: the key is a
         digest of their canonical encodings, each preceded by its length.
+        The size is that of the encoded caveats, which the entry's memory
+        grows with.
         """
         tickets = {t for ts in token.third_party_tickets().values() for t in ts}
         digest = hashlib.sha256()
@@ -313,7 +316,7 @@ class VerificationCache:
             data = used.encode()
             digest.update(len(data).to_bytes(4, "big"))
             digest.update(data)
-            size += len(data)
+            size += sum(map(len, used._packs()))
         return digest.digest(), size
 
     def lookup(self, header: str) -> CaveatSet | None:
@@ -396,7 +399,7 @@ class VerificationCache:
     ) -> None:
         """Remember a successful verification.
 
-        *size* is the encoded size of the tokens behind it (from the key),
+        *size* is the encoded size of the caveats behind it (from the key),
         which the memory it is charged grows with; *header*, the header that
         verified, is remembered as leading to it. Nothing is stored while
         the cache is held, nor if *stamp* (from :meth:`stamp`, taken before
@@ -407,7 +410,7 @@ class VerificationCache:
         now = self._clock()
         ids = frozenset(token_ids)
         entry = _Entry(
-            caveats, ids, now, _ENTRY_BYTES + _BYTES_PER_TOKEN_BYTE * size + _ID_BYTES * len(ids)
+            caveats, ids, now, _ENTRY_BYTES + _BYTES_PER_CAVEAT_BYTE * size + _ID_BYTES * len(ids)
         )
         with self._lock:
             if self._lapsed(now) or (stamp is not None and stamp != self._epoch):
