@@ -83,9 +83,12 @@ class ASGIMiddleware:
         access = self.access(scope)
         result = None
         if access is not None:
-            # Header names should be lower case in ASGI, but need not be.
+            # Header names should be lower case in ASGI, but need not be;
+            # the length test spares most headers the lower().
             headers = [
-                v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"authorization"
+                v.decode("latin-1")
+                for k, v in scope["headers"]
+                if len(k) == 13 and k.lower() == b"authorization"
             ]
             if self.offload:
                 loop = asyncio.get_running_loop()
