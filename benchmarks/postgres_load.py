@@ -11,7 +11,7 @@ own, mints tokens, and runs three phases, each bounded in time:
    verification reads the revocation table and the keyring (two prepared
    statements) and checks the token's MACs.
 2. *cache on*: the same with a :class:`~macaroons_authz.VerificationCache` and
-   a :class:`~macaroons_authz.postgres.PostgresInvalidator` per verifier
+   a :class:`~macaroons_authz.stores.PostgresInvalidator` per verifier
    thread (each with its own listening connection, as a fleet's machines
    would have).
 3. *revocation to refusal*: the cached verifiers keep verifying a set of
@@ -54,7 +54,7 @@ from macaroons_authz import (
     to_header,
     token_id,
 )
-from macaroons_authz.postgres import (
+from macaroons_authz.stores import (
     PostgresInvalidator,
     PostgresKeyring,
     PostgresRevocationStore,

@@ -11,7 +11,6 @@ Fly.io's Go library (``superfly/macaroon``) makes, byte for byte::
     ['Organization']
 """
 
-from ._sqlite import StoreError
 from .access import MEMBER_FEATURES, Access, FlyAccess
 from .bundle import (
     Bundle,
@@ -109,14 +108,6 @@ from .header import (
     parse_permission_and_discharge_tokens,
     to_header,
 )
-from .keyring import (
-    Keyring,
-    KeyringError,
-    MemoryKeyring,
-    SigningKey,
-    SQLiteKeyring,
-    UnknownKeyError,
-)
 from .leaks import (
     AlertVerificationError,
     Finding,
@@ -133,13 +124,6 @@ from .leaks import (
 )
 from .macaroon import MAX_TOKEN_SIZE, MAX_VERIFY_MACS, Macaroon, discharge_ticket
 from .nonce import Nonce
-from .revocation import (
-    MemoryRevocationStore,
-    Revocation,
-    RevocationStore,
-    SQLiteRevocationStore,
-    token_id,
-)
 from .scopes import (
     app_scope,
     apps_allowing,
@@ -166,6 +150,20 @@ from .sso import (
     github_identity,
     issue_discharge,
     verify_google_id_token,
+)
+from .stores import (
+    Keyring,
+    KeyringError,
+    MemoryKeyring,
+    MemoryRevocationStore,
+    Revocation,
+    RevocationStore,
+    SigningKey,
+    SQLiteKeyring,
+    SQLiteRevocationStore,
+    StoreError,
+    UnknownKeyError,
+    token_id,
 )
 from .thirdparty import (
     Approve,

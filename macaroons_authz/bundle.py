@@ -38,9 +38,9 @@ from .caveats.core import Caveat3P, ValidityWindow
 from .caveats.registry import CaveatRegistry
 from .errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
 from .header import MACAROON_LABELS, _decode_payload, encode_token, split_header, trim_space
-from .keyring import Keyring
 from .macaroon import Macaroon, TrustedThirdParties, discharge_ticket, verification_run
 from .nonce import Nonce
+from .stores.keyring import Keyring
 from .verifier import Verifier
 
 if TYPE_CHECKING:

@@ -29,9 +29,9 @@ from .caveats.core import Caveat3P, ValidityWindow
 from .caveats.resset import Action
 from .errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
 from .header import MACAROON_LABELS, OAUTH_LABEL, decode_token, split_header, to_header
-from .keyring import MemoryKeyring
 from .leaks import redact_tokens, scan_paths
 from .macaroon import Macaroon
+from .stores.keyring import MemoryKeyring
 from .tokens import org_token, restrict
 from .verifier import FLY_PERMISSION_LOCATION, Verifier
 

@@ -35,8 +35,8 @@ from .caveats.flyio import (
 )
 from .caveats.resset import Action, ActionCaveat, IfPresent, ResourceSet
 from .errors import AttenuationError
-from .keyring import SigningKey
 from .macaroon import Macaroon
+from .stores.keyring import SigningKey
 from .verifier import FLY_PERMISSION_LOCATION
 
 __all__ = [

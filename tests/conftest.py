@@ -107,7 +107,7 @@ class PgDatabase:
         self._closers: list[Callable[[], None]] = []
 
     def keyring(self, *, migrate: bool = True, **kw: Any) -> Any:
-        from macaroons_authz.postgres import PostgresKeyring
+        from macaroons_authz.stores.postgres_keyring import PostgresKeyring
 
         kw.setdefault("kek", self.kek)
         kw.setdefault("schema", self.schema)
@@ -119,7 +119,7 @@ class PgDatabase:
         return ring
 
     def revocations(self, *, migrate: bool = True, **kw: Any) -> Any:
-        from macaroons_authz.postgres import PostgresRevocationStore
+        from macaroons_authz.stores.postgres_revocation import PostgresRevocationStore
 
         kw.setdefault("schema", self.schema)
         kw.setdefault("timeout", 5.0)

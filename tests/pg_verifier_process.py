@@ -21,7 +21,7 @@ import sys
 import time
 
 from macaroons_authz import StoreError, VerificationCache, VerificationError, Verifier
-from macaroons_authz.postgres import (
+from macaroons_authz.stores import (
     PostgresInvalidator,
     PostgresKeyring,
     PostgresRevocationStore,

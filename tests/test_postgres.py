@@ -34,7 +34,7 @@ from macaroons_authz import (
 
 # Without psycopg the pg fixture skips these tests (or fails them under CI), saying why.
 with contextlib.suppress(ImportError):
-    from macaroons_authz.postgres import (
+    from macaroons_authz.stores import (
         KeyEncryptionError,
         PostgresInvalidator,
         PostgresKeyring,
@@ -76,18 +76,29 @@ def test_the_package_imports_without_psycopg() -> None:
         "import sys\n"
         "sys.modules['psycopg'] = None\n"
         "sys.modules['psycopg_pool'] = None\n"
-        "import macaroons_authz\n"
+        "import macaroons_authz, macaroons_authz.stores\n"
         "print('imported', macaroons_authz.__version__)\n"
+        "for module in ('postgres_keyring', 'postgres_revocation', 'postgres_invalidator'):\n"
+        "    try:\n"
+        "        __import__('macaroons_authz.stores.' + module)\n"
+        "    except ImportError as exc:\n"
+        "        print(module, exc)\n"
         "try:\n"
-        "    import macaroons_authz.postgres\n"
+        "    from macaroons_authz.stores import PostgresKeyring\n"
         "except ImportError as exc:\n"
-        "    print(exc)\n"
+        "    print('stores', exc)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60
-    ).stdout
-    assert "imported" in out
-    assert "pip install 'macaroons_authz[postgres]'" in out
+    ).stdout.splitlines()
+    assert out[0].startswith("imported ")
+    assert [line.split(" ", 1)[0] for line in out[1:]] == [
+        "postgres_keyring",
+        "postgres_revocation",
+        "postgres_invalidator",
+        "stores",
+    ]
+    assert all(line.endswith("pip install 'macaroons_authz[postgres]'") for line in out[1:])
     plain = subprocess.run(
         [sys.executable, "-c", "import sys, macaroons_authz; print('psycopg' in sys.modules)"],
         check=True,

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import MacaroonError
+from ..errors import MacaroonError
 
 __all__ = ["SQLiteDatabase", "StoreError"]
 
