@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import sys
 import threading
 from pathlib import Path
 
@@ -235,16 +236,16 @@ def test_no_secret_reaches_the_log(world: World, caplog: pytest.LogCaptureFixtur
 # -- the identity memo ----------------------------------------------------------------
 
 
-def test_token_id_memo_is_bounded_in_characters(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_core, "_MEMO_CHARS", 3 * len(world.tokens.admin))
+def test_token_id_memo_is_bounded_in_bytes(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     headers = ["FlyV1 " * i + world.tokens.admin for i in range(10)]  # distinct, all authorized
+    cost = [sys.getsizeof(h) + _core._ENTRY_BYTES for h in headers]
+    monkeypatch.setattr(_core, "_MEMO_BYTES", cost[0] + cost[1] + cost[2])
     for i, header in enumerate(headers):
         result = world.gate.decide((header,), READ_42)
         assert result == Authorized(world.verifier.verify(header), token_id(world.tokens, 1)), i
-        assert world.gate._ids_chars == sum(map(len, world.gate._ids)) <= _core._MEMO_CHARS
-    assert len(world.gate._ids) < 3
+        charged = sum(sys.getsizeof(h) + _core._ENTRY_BYTES for h in world.gate._ids)
+        assert world.gate._ids_bytes == charged <= _core._MEMO_BYTES
+    assert 0 < len(world.gate._ids) < 3  # cleared when full, then refilled
 
 
 # -- threads ------------------------------------------------------------------------
