@@ -98,11 +98,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         time.sleep(0.05)
 
 
+def _gunicorn_options() -> list[str]:
+    # Recent gunicorn opens a control socket under $HOME by default: a file
+    # outside the test's directory, shared by concurrent runs. Not wanted.
+    from gunicorn.config import KNOWN_SETTINGS  # type: ignore[import-untyped]
+
+    known = {setting.name for setting in KNOWN_SETTINGS}
+    return ["--no-control-socket"] if "control_socket_disable" in known else []
+
+
 def _command(kind: str, fd: int) -> list[str]:
     if kind == "gunicorn":
         return [
             *(sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"fd://{fd}"),
-            *("--chdir", str(TESTS), "--graceful-timeout", "5", "web_app:wsgi_app()"),
+            *("--chdir", str(TESTS), "--graceful-timeout", "5", *_gunicorn_options()),
+            "web_app:wsgi_app()",
         ]
     return [
         *(sys.executable, "-m", "uvicorn", "--fd", str(fd), "--app-dir", str(TESTS)),
@@ -241,9 +251,13 @@ def _headers(head: bytes) -> list[tuple[bytes, bytes]]:
     return [(k.strip().lower(), v.strip()) for k, v in pairs]
 
 
-def test_uvicorn_websocket_denial_is_an_http_response(uvicorn: Server) -> None:
+def test_uvicorn_runs_lifespan_and_refuses_websockets_with_http(uvicorn: Server) -> None:
     server = uvicorn
     t = server.tokens
+    # Lifespan went through the middleware: its state reaches the request.
+    status, _, body = server.request("GET", "/apps/42", t.reader)
+    assert (status, body["lifespan"]) == (200, True)
+    assert "lifespan' protocol appears unsupported" not in server.log.read_text()
     assert _websocket_handshake(server, "/ws/apps/42", t.reader).startswith(b"HTTP/1.1 101 ")
     denied = _websocket_handshake(server, "/ws/apps/42", t.forged)
     head, _, body = denied.partition(b"\r\n\r\n")

@@ -78,7 +78,20 @@ def wsgi_endpoint(environ: WSGIEnvironment, start_response: StartResponse) -> It
 
 
 async def asgi_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-    body = json.dumps(_who(scope["state"][STATE_KEY])).encode()
+    if scope["type"] == "lifespan":
+        # Lifespan state reaches every request's scope["state"], beside the
+        # middleware's result.
+        assert (await receive())["type"] == "lifespan.startup"
+        scope["state"]["started"] = True
+        await send({"type": "lifespan.startup.complete"})
+        assert (await receive())["type"] == "lifespan.shutdown"
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    state = scope["state"]
+    who = _who(state[STATE_KEY])
+    if "started" in state:
+        who["lifespan"] = state["started"]
+    body = json.dumps(who).encode()
     if scope["type"] == "websocket":
         await receive()  # websocket.connect
         await send({"type": "websocket.accept"})
