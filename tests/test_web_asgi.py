@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import threading
 from pathlib import Path
@@ -268,3 +269,36 @@ def test_offloaded_decision_leaves_the_event_loop_free(
     asyncio.run(main())
     assert response(sent)[0] == 200
     assert ticks >= 10  # the loop ran on for the 0.2 s the decision took
+
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+
+
+def test_offloaded_decision_sees_the_request_context(
+    sqlite_world: tuple[Verifier, Tokens],
+) -> None:
+    # A log hook correlating by context variables (as structlog does) must
+    # see the request's values in the thread too.
+    verifier, tokens = sqlite_world
+    seen: list[str] = []
+    mw = ASGIMiddleware(
+        asgi_endpoint, verifier, asgi_access, log=lambda r: seen.append(REQUEST_ID.get("unset"))
+    )
+
+    sent: list[Message] = []
+
+    async def request() -> None:
+        REQUEST_ID.set("req-1")
+
+        async def receive() -> Message:
+            return {"type": "http.request"}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await mw(http_scope("GET", "/apps/42", tokens.reader), receive, send)
+
+    asyncio.run(request())
+    assert mw.offload
+    assert response(sent)[0] == 200
+    assert seen == ["req-1"]
