@@ -36,8 +36,21 @@ from .caveats._base import Caveat
 from .caveats.caveat_set import CaveatSet
 from .caveats.core import Caveat3P, ValidityWindow
 from .caveats.registry import CaveatRegistry
-from .errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
-from .header import MACAROON_LABELS, _decode_payload, encode_token, split_header, trim_space
+from .errors import (
+    DecodeError,
+    MacaroonError,
+    UnauthorizedError,
+    VerificationCostError,
+    VerificationError,
+)
+from .header import (
+    MACAROON_LABELS,
+    MAX_HEADER_LENGTH,
+    _decode_payload,
+    encode_token,
+    split_header,
+    trim_space,
+)
 from .macaroon import Macaroon, TrustedThirdParties, discharge_ticket, verification_run
 from .nonce import Nonce
 from .stores.keyring import Keyring
@@ -67,6 +80,11 @@ __all__ = [
 ]
 
 _SCHEME = "FlyV1"
+#: How many characters of headers :meth:`Bundle.verify` hands a
+#: :class:`~macaroons_authz.Verifier`, all permission tokens together (each
+#: goes with its discharges, which the verifier decodes afresh): four
+#: headers' worth, however the bundle's tokens share their discharges.
+VERIFIER_HEADERS_BUDGET = 4 * MAX_HEADER_LENGTH
 
 
 # -- tokens ------------------------------------------------------------------
@@ -626,8 +644,10 @@ class Bundle:
                 <macaroons_authz.Macaroon.verify>`).
 
         All the permission tokens together spend at most
-        :data:`~macaroons_authz.MAX_VERIFY_MACS` HMAC operations; those past
-        it fail with :class:`~macaroons_authz.VerificationCostError`.
+        :data:`~macaroons_authz.MAX_VERIFY_MACS` HMAC operations and, with
+        a verifier, hand it at most :data:`VERIFIER_HEADERS_BUDGET`
+        characters of headers; those past either fail with
+        :class:`~macaroons_authz.VerificationCostError`.
 
         Raises:
             NoVerifiedTokensError: none verified (or there is none), with
@@ -647,13 +667,27 @@ class Bundle:
             discharged = _discharges_by_ticket(tokens, self.location)
             verified: list[VerifiedMacaroon] = []
             failures: list[FailedMacaroon] = []
+            left = VERIFIER_HEADERS_BUDGET
             for i, t in enumerate(tokens):
                 if not self.is_permission(t):
                     continue
                 # Each ticket once: a token may list one ticket many times.
                 tickets = dict.fromkeys(_tickets(t))
                 discharges = [d for x in tickets for d in discharged.get(x, ())]
-                result = _verify_one(t, keys, discharges, trusted_3ps or {})
+                if isinstance(keys, Verifier):
+                    # The verifier decodes each token's header afresh: all of
+                    # them together are bounded, or many permission tokens
+                    # sharing large discharges would cost tokens x discharges.
+                    texts = dict.fromkeys([t.text, *(d.text for d in discharges)])
+                    header = f"{_SCHEME} {','.join(texts)}"
+                    left -= len(header)
+                    result = (
+                        _verify_with(t, keys, header)
+                        if left >= 0
+                        else FailedMacaroon(t.text, t.macaroon, _over_budget())
+                    )
+                else:
+                    result = _verify_one(t, keys, discharges, trusted_3ps or {})
                 tokens[i] = result
                 if isinstance(result, VerifiedMacaroon):
                     verified.append(result)
@@ -741,23 +775,35 @@ class Bundle:
 
 def _verify_one(
     token: MacaroonToken,
-    keys: Keyring | Verifier,
+    keys: Keyring,
     discharges: Sequence[MacaroonToken],
     trusted_3ps: TrustedThirdParties,
 ) -> VerifiedMacaroon | FailedMacaroon:
     try:
-        if isinstance(keys, Verifier):
-            header = f"{_SCHEME} {','.join([token.text, *(d.text for d in discharges)])}"
-            caveats = keys.verify(header)
-        else:
-            kid = token.nonce.kid or b""
-            key = keys.key_for(kid)
-            if key is None:
-                raise VerificationError(f"unknown KID {kid.hex()}")
-            caveats = token.macaroon.verify(key, [d.macaroon for d in discharges], trusted_3ps)
+        kid = token.nonce.kid or b""
+        key = keys.key_for(kid)
+        if key is None:
+            raise VerificationError(f"unknown KID {kid.hex()}")
+        caveats = token.macaroon.verify(key, [d.macaroon for d in discharges], trusted_3ps)
     except MacaroonError as exc:
         return FailedMacaroon(token.text, token.macaroon, exc)
     return VerifiedMacaroon(token.text, token.macaroon, caveats)
+
+
+def _verify_with(
+    token: MacaroonToken, verifier: Verifier, header: str
+) -> VerifiedMacaroon | FailedMacaroon:
+    try:
+        caveats = verifier.verify(header)
+    except MacaroonError as exc:
+        return FailedMacaroon(token.text, token.macaroon, exc)
+    return VerifiedMacaroon(token.text, token.macaroon, caveats)
+
+
+def _over_budget() -> VerificationCostError:
+    return VerificationCostError(
+        f"the bundle's tokens need more than {VERIFIER_HEADERS_BUDGET} characters of headers"
+    )
 
 
 def _attenuated(token: MacaroonToken, caveats: Sequence[Caveat]) -> MacaroonToken:

@@ -47,8 +47,10 @@ from macaroons_authz import (
     _msgpack,
     crypto,
     discharge_ticket,
+    encode_token,
     to_header,
 )
+from macaroons_authz.bundle import VERIFIER_HEADERS_BUDGET
 from macaroons_authz.scopes import dangerous_user_id
 
 LOC = "https://api.example/v1"
@@ -511,3 +513,34 @@ def test_add_refuses_a_token_larger_than_decode_reads() -> None:
     with pytest.raises(AttenuationError, match=f"larger than {MAX_TOKEN_SIZE} bytes"):
         token.add(big[3])
     assert token.encode() == before
+
+
+def test_a_bundle_hands_its_verifier_a_bounded_total_of_headers() -> None:
+    """Many valid permission tokens sharing one large discharge, through a Verifier.
+
+    The verifier decodes each permission token's header afresh, discharges
+    included: past VERIFIER_HEADERS_BUDGET characters in all, the rest fail
+    with VerificationCostError instead of costing tokens x discharge.
+    """
+    key, tp_key = os.urandom(32), os.urandom(32)
+    base = Macaroon.new(b"kid", LOC, key)
+    tokens = []
+    for i in range(150):
+        t = base.copy()
+        t.add(Organization(i, Action.ALL))
+        tokens.append(t)
+    bundle = Bundle.parse(to_header(*tokens), LOC)
+    bundle.attenuate(Caveat3P.new(tp_key, TP))
+    (ticket,) = bundle.undischarged_tickets()[TP]
+    _, dm = discharge_ticket(tp_key, TP, ticket)
+    dm.add(*[Organization(10_000 + i, Action.READ) for i in range(4000)])
+    bundle.add_discharges(dm)
+    assert len(bundle.header()) <= MAX_HEADER_LENGTH
+    per_token = len(f"FlyV1 {bundle.permission_tokens()[0].text},{encode_token(dm)}")
+    fits = VERIFIER_HEADERS_BUDGET // per_token
+    assert fits < 150
+    verifier = Verifier(keyring(key), location=LOC)
+    verified = bundle.verify(verifier)
+    assert len(verified) == fits
+    assert len(bundle.failed) == 150 - fits
+    assert all(isinstance(f.error, VerificationCostError) for f in bundle.failed)
