@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import macaroons_authz
+import macaroons_authz.leaks as leaks_package
 from macaroons_authz import (
     Action,
     AlertVerificationError,
@@ -39,10 +44,11 @@ from macaroons_authz import (
     find_tokens,
     handle_github_alert,
     kid_for_key,
-    leaks,
     scan_paths,
     verify_github_alert,
 )
+from macaroons_authz.leaks import scanner
+from macaroons_authz.leaks.redaction import redact_tokens as redact_tokens_home
 from macaroons_authz.macaroon import _ticket_fields
 
 AUTH = "https://api.fly.io/aaa/v1"
@@ -341,6 +347,40 @@ def test_join_keeps_a_complete_first_piece(minted: Minted) -> None:
         assert [f.token_id for f in find_tokens(text)] == [tid(tok)]
 
 
+def unpadded_token(key: bytes) -> str:
+    """A token string whose base64 has no padding (its bytes a multiple of 3 long)."""
+    for n in range(3):
+        tok = encode_token(Macaroon.new(kid_for_key(key), API + "x" * n, key))
+        if not tok.endswith("="):
+            return tok
+    raise AssertionError("unreachable: one of three lengths is a multiple of 3")
+
+
+@pytest.mark.parametrize("label", ["fm2_", "fm1r_", "fm1a_", "fo1_"])
+def test_members_glued_without_a_comma(minted: Minted, label: str) -> None:
+    # "...AAAfm2_BBB": the next label ends the run, even after unpadded base64.
+    first = unpadded_token(minted.key)
+    second = fo1(random.Random(7)) if label == "fo1_" else relabel(minted.perm, label)
+    kind = "opaque" if label == "fo1_" else "token"
+    for text, want in [
+        (first + second, [("token", first), (kind, second)]),
+        (f"FlyV1 {first}{second}", [("token", first), (kind, second)]),
+        (f"x={second}{first}{first}", [(kind, second), ("token", first), ("token", first)]),
+    ]:
+        got = [(f.kind, f.token_id) for f in find_tokens(text)]
+        assert got == [(k, tid(t) if k == "token" else TokenId(None, None, fp(t))) for k, t in want]
+
+
+def test_a_token_ending_in_a_labels_letters_is_kept_whole(minted: Minted) -> None:
+    # Its last three base64 characters spell "fm2": the run is cut before
+    # them only when the whole run is not a token.
+    data = base64.b64decode(unpadded_token(minted.key)[4:])
+    data = data[:-3] + base64.b64decode("Afm2")
+    tok = encode_token(data)
+    assert tok.endswith("Afm2")
+    assert [(f.kind, f.token_id) for f in find_tokens(tok + "_x")] == [("token", tid(tok))]
+
+
 # -- secrets stay out of findings -------------------------------------------------
 
 
@@ -499,7 +539,7 @@ def test_any_chunking_gives_the_same_findings(cuts: list[int]) -> None:
     assert sum(f.kind == "token" for f in _CHUNK_WHOLE) > 10
     bounds = sorted({c % (len(text) + 1) for c in cuts})
     pieces = [text[a:b] for a, b in zip([0, *bounds], [*bounds, len(text)], strict=True)]
-    got = [h.finding for h in leaks._scan(pieces, None)]
+    got = [h.finding for h in scanner._scan(pieces, None)]
     assert got == _CHUNK_WHOLE
 
 
@@ -543,7 +583,7 @@ def test_oversized_candidates_are_skipped(minted: Minted, pieces: int) -> None:
     text = f"a\n{run}\n{minted.perm}\n"
     size = -(-len(text) // pieces)
     chunks = [text[i : i + size] for i in range(0, len(text), size)]
-    got = [h.finding for h in leaks._scan(chunks, "p", max_candidate=1000)]
+    got = [h.finding for h in scanner._scan(chunks, "p", max_candidate=1000)]
     assert [(f.line, f.column, f.kind, f.token_id) for f in got] == [
         (2, 1, "malformed", TokenId(None, None, None)),
         (4, 1, "token", tid(minted.perm)),
@@ -848,3 +888,56 @@ def test_github_match_repr_hides_the_token(minted: Minted) -> None:
     m = GitHubTokenMatch(minted.perm, "fly_token", "u", "commit")
     assert minted.perm[-30:] not in repr(m) and "fly_token" in repr(m)
     assert m.token_hash == hashlib.sha256(minted.perm.encode()).hexdigest()
+
+
+# -- the subpackage's layout ---------------------------------------------------------
+
+# Every name the single module macaroons_authz.leaks had, and its new home.
+LEAKS_HOMES = {
+    "DEFAULT_CHUNK_SIZE": "files",
+    "scan_paths": "files",
+    "GITHUB_KEY_IDENTIFIER_HEADER": "github",
+    "GITHUB_SIGNATURE_HEADER": "github",
+    "AlertVerificationError": "github",
+    "GitHubFeedback": "github",
+    "GitHubPublicKeys": "github",
+    "GitHubTokenMatch": "github",
+    "classify_github_alert": "github",
+    "handle_github_alert": "github",
+    "verify_github_alert": "github",
+    "REDACTED": "redaction",
+    "redact_tokens": "redaction",
+    "MAX_CANDIDATE_CHARS": "scanner",
+    "Context": "scanner",
+    "Kind": "scanner",
+    "Finding": "scanner",
+    "TokenId": "scanner",
+    "extract_tokens": "scanner",
+    "find_tokens": "scanner",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEAKS_HOMES))
+def test_leaks_names_are_their_new_modules_objects(name: str) -> None:
+    home = importlib.import_module(f"macaroons_authz.leaks.{LEAKS_HOMES[name]}")
+    assert getattr(leaks_package, name) is getattr(home, name)
+    if name in macaroons_authz.__all__:
+        assert getattr(macaroons_authz, name) is getattr(home, name)
+
+
+def test_leaks_all_is_unchanged_and_redact_tokens_is_at_the_top() -> None:
+    assert sorted(leaks_package.__all__) == sorted(
+        set(LEAKS_HOMES) - {"REDACTED", "Context", "Kind"}
+    )
+    assert macaroons_authz.redact_tokens is redact_tokens_home
+    assert "redact_tokens" in macaroons_authz.__all__
+
+
+def test_leaks_imports_without_a_warning() -> None:
+    # The old path is still the right one: importing it must not warn.
+    code = (
+        "import warnings; warnings.simplefilter('error')\n"
+        "from macaroons_authz.leaks import find_tokens, redact_tokens, scan_paths\n"
+        "from macaroons_authz.leaks import GitHubPublicKeys, REDACTED\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
