@@ -119,6 +119,7 @@ from .leaks import (
     extract_tokens,
     find_tokens,
     handle_github_alert,
+    redact_tokens,
     scan_paths,
     verify_github_alert,
 )
@@ -347,6 +348,7 @@ __all__ = [
     "parse_header",
     "parse_permission_and_discharge_tokens",
     "read_only_token",
+    "redact_tokens",
     "restrict",
     "scan_paths",
     "to_header",
