@@ -132,26 +132,6 @@ from .scopes import (
     dangerous_user_id,
     organization_scope,
 )
-from .sso import (
-    GOOGLE_ISSUERS,
-    ExpiredTokenError,
-    HostedDomainError,
-    IdentityError,
-    InvalidSignatureError,
-    MalformedIdentityError,
-    MissingHostedDomainError,
-    NotYetValidError,
-    UnknownSigningKeyError,
-    UnsupportedAlgorithmError,
-    WrongAudienceError,
-    WrongHostedDomainError,
-    WrongIssuerError,
-    WrongNonceError,
-    discharge_request,
-    github_identity,
-    issue_discharge,
-    verify_google_id_token,
-)
 from .stores import (
     Keyring,
     KeyringError,
@@ -179,6 +159,26 @@ from .thirdparty import (
     Refuse,
     TicketRequest,
     UserInteractionRequiredError,
+)
+from .thirdparty.sso import (
+    GOOGLE_ISSUERS,
+    ExpiredTokenError,
+    HostedDomainError,
+    IdentityError,
+    InvalidSignatureError,
+    MalformedIdentityError,
+    MissingHostedDomainError,
+    NotYetValidError,
+    UnknownSigningKeyError,
+    UnsupportedAlgorithmError,
+    WrongAudienceError,
+    WrongHostedDomainError,
+    WrongIssuerError,
+    WrongNonceError,
+    discharge_request,
+    github_identity,
+    issue_discharge,
+    verify_google_id_token,
 )
 from .tokens import app_token, deploy_token, mint, org_token, read_only_token, restrict
 from .verifier import FLY_PERMISSION_LOCATION, VerificationCache, Verifier

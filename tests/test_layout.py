@@ -53,6 +53,29 @@ OLD_PATHS = {
             "SchemaError",
         ],
     ),
+    "macaroons_authz.sso": (
+        "macaroons_authz.thirdparty.sso",
+        [
+            "GOOGLE_ISSUERS",
+            "ExpiredTokenError",
+            "HostedDomainError",
+            "IdentityError",
+            "InvalidSignatureError",
+            "MalformedIdentityError",
+            "MissingHostedDomainError",
+            "NotYetValidError",
+            "UnknownSigningKeyError",
+            "UnsupportedAlgorithmError",
+            "WrongAudienceError",
+            "WrongHostedDomainError",
+            "WrongIssuerError",
+            "WrongNonceError",
+            "discharge_request",
+            "github_identity",
+            "issue_discharge",
+            "verify_google_id_token",
+        ],
+    ),
 }
 
 POSTGRES_HOMES = {
@@ -137,7 +160,8 @@ warnings.simplefilter("error")
 import macaroons_authz
 from macaroons_authz.stores import *
 first = sorted(m for m in sys.modules if m.split(".")[0] in ("psycopg", "psycopg_pool"))
-old = {"macaroons_authz.keyring", "macaroons_authz.revocation", "macaroons_authz.postgres"}
+old = {"macaroons_authz.keyring", "macaroons_authz.revocation", "macaroons_authz.postgres",
+       "macaroons_authz.sso"}
 loaded = set(sys.modules)
 missing = {}
 for info in pkgutil.walk_packages(macaroons_authz.__path__, "macaroons_authz."):
@@ -165,3 +189,60 @@ print(json.dumps({
     assert "macaroons_authz.stores.postgres_invalidator" in result["imported"] or (
         "macaroons_authz.stores.postgres_invalidator" in result["missing"]
     )
+
+
+# The names macaroons_authz.thirdparty had as one module, by the module that now holds them.
+THIRDPARTY_HOMES = {
+    "macaroons_authz.thirdparty.protocol": [
+        "INIT_PATH",
+        "POLL_PATH",
+        "USER_PATH",
+        "Approve",
+        "Decision",
+        "Defer",
+        "DischargeError",
+        "DischargeTimeoutError",
+        "FlowNotFoundError",
+        "Refuse",
+        "TicketRequest",
+        "UserInteractionRequiredError",
+    ],
+    "macaroons_authz.thirdparty.flows": ["PendingFlow"],
+    "macaroons_authz.thirdparty.service": ["FLOW_ENVIRON_KEY", "DischargeService"],
+    "macaroons_authz.thirdparty.client": ["DischargeClient"],
+}
+
+
+def test_thirdparty_keeps_its_names_and_they_are_their_new_modules_objects() -> None:
+    from macaroons_authz import thirdparty
+
+    moved = [name for names in THIRDPARTY_HOMES.values() for name in names]
+    assert sorted(thirdparty.__all__) == sorted(moved)
+    for home, names in THIRDPARTY_HOMES.items():
+        module = importlib.import_module(home)
+        for name in names:
+            obj = getattr(module, name)
+            assert getattr(thirdparty, name) is obj, name
+            if isinstance(obj, type):
+                assert obj.__module__ == home, name  # defined there, not re-exported
+            if name in macaroons_authz.__all__:
+                assert getattr(macaroons_authz, name) is obj, name
+
+
+def test_the_package_keeps_the_sso_names_at_its_top() -> None:
+    from macaroons_authz.thirdparty import sso
+
+    for name in sso.__all__:
+        assert getattr(macaroons_authz, name) is getattr(sso, name), name
+        assert name in macaroons_authz.__all__
+
+
+def test_the_old_sso_path_keeps_its_public_names_outside_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from macaroons_authz.thirdparty import sso
+
+    with pytest.warns(DeprecationWarning, match="macaroons_authz.sso is deprecated"):
+        module = fresh_import("macaroons_authz.sso", monkeypatch)
+    assert module.MAX_ID_TOKEN_LENGTH == sso.MAX_ID_TOKEN_LENGTH == 16 * 1024
+    assert module.Identity is sso.Identity
