@@ -106,6 +106,7 @@ from .header import (
     encode_token,
     parse_header,
     parse_permission_and_discharge_tokens,
+    strip_scheme,
     to_header,
 )
 from .leaks import (
@@ -180,7 +181,15 @@ from .thirdparty.sso import (
     issue_discharge,
     verify_google_id_token,
 )
-from .tokens import app_token, deploy_token, mint, org_token, read_only_token, restrict
+from .tokens import (
+    app_token,
+    deploy_token,
+    machine_exec_caveat,
+    mint,
+    org_token,
+    read_only_token,
+    restrict,
+)
 from .verifier import FLY_PERMISSION_LOCATION, VerificationCache, Verifier
 
 __version__ = "0.1.0"
@@ -340,6 +349,7 @@ __all__ = [
     "is_kind",
     "issue_discharge",
     "kid_for_key",
+    "machine_exec_caveat",
     "mint",
     "new_encryption_key",
     "new_signing_key",
@@ -351,6 +361,7 @@ __all__ = [
     "redact_tokens",
     "restrict",
     "scan_paths",
+    "strip_scheme",
     "to_header",
     "token_id",
     "verify_github_alert",

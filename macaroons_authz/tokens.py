@@ -42,6 +42,7 @@ from .verifier import FLY_PERMISSION_LOCATION
 __all__ = [
     "app_token",
     "deploy_token",
+    "machine_exec_caveat",
     "mint",
     "org_token",
     "read_only_token",
@@ -183,9 +184,11 @@ def restrict(
         apps: allow only these apps (with *actions*, or every action).
         machines: allow only these Machines: ids (with *actions*, or every
             action) or a mapping of id to actions.
-        commands: on Machines, allow only these commands (each an argv
-            prefix, or a :class:`~macaroons_authz.Command` for exact
-            matches); other Machine operations are unaffected.
+        commands: allow running only these commands (each an argv prefix,
+            or a :class:`~macaroons_authz.Command` for exact matches; none
+            at all allows any command) and make every other operation
+            read-only: the caveat flyctl's ``tokens create machine-exec``
+            adds (see :func:`machine_exec_caveat`).
         source_machine: requests must come from this Machine.
         role: ``"member"``, ``"billing_manager"`` (which includes member) or
             ``"admin"``; admin adds nothing, being the widest.
@@ -211,8 +214,7 @@ def restrict(
         )
         caveats.append(Machines(ResourceSet(per_machine)))
     if commands is not None:
-        entries = [c if isinstance(c, Command) else Command(tuple(c)) for c in commands]
-        caveats.append(IfPresent((Commands(entries),), Action.ALL))
+        caveats.append(machine_exec_caveat(commands))
     if source_machine is not None:
         caveats.append(FromMachineSource(source_machine))
     if role is not None:
@@ -224,6 +226,30 @@ def restrict(
         caveats.append(window)
     token.add(*caveats)
     return token
+
+
+def machine_exec_caveat(commands: Iterable[CommandLike] = ()) -> IfPresent:
+    """The caveat of flyctl's machine-exec tokens: these commands only, everything else read-only.
+
+    It is ``IfPresent(Commands(...), else=read)``, as flyctl's
+    ``getCommandCaveat`` builds it (``internal/command/tokens/create.go``):
+    an access that runs a command must match an entry; any other access may
+    only read. Each entry is an argv prefix, or a
+    :class:`~macaroons_authz.Command` (``exact=True`` for whole-argv
+    matches). No entries at all allows any command, as flyctl does.
+
+    Raises:
+        TypeError: an entry is a bare string (give an argv: ``["ls", "-l"]``).
+    """
+    entries: list[Command] = []
+    for c in commands:
+        if isinstance(c, str):
+            raise TypeError(f"a command is an argv (a list of strings), not the string {c!r}")
+        entries.append(c if isinstance(c, Command) else Command(tuple(c)))
+    if not entries:
+        # flyctl: an empty, non-exact entry matches every argv.
+        entries.append(Command((), exact=False))
+    return IfPresent((Commands(entries),), Action.READ)
 
 
 def _role(role: RoleLike) -> int:

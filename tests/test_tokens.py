@@ -13,7 +13,9 @@ from macaroons_authz import (
     AttenuationError,
     CaveatSet,
     Command,
+    Commands,
     FlyAccess,
+    IfPresent,
     KeyringError,
     Macaroon,
     MemoryKeyring,
@@ -26,6 +28,7 @@ from macaroons_authz import (
     app_token,
     deploy_token,
     kid_for_key,
+    machine_exec_caveat,
     mint,
     org_token,
     read_only_token,
@@ -148,7 +151,7 @@ def test_restrict_needs_no_key_and_fails_atomically() -> None:
     assert not allows(token, app_id=1, machine="m1", source_machine="src", action=Action.WRITE)
 
 
-def test_restrict_commands_only_limit_command_execution() -> None:
+def test_restrict_commands_limit_commands_and_make_the_rest_read_only() -> None:
     token = restrict(
         app_token(KEY, ORG, [1]),
         machines=["m1"],
@@ -158,7 +161,26 @@ def test_restrict_commands_only_limit_command_execution() -> None:
     assert allows(token, app_id=1, machine="m1", command=["uptime"])
     assert not allows(token, app_id=1, machine="m1", command=["uptime", "-p"])
     assert not allows(token, app_id=1, machine="m1", command=["rm", "-rf"])
-    assert allows(token, app_id=1, machine="m1", action=Action.CONTROL)
+    # As flyctl's machine-exec token: every other operation may only read.
+    assert allows(token, app_id=1, machine="m1", action=Action.READ)
+    assert not allows(token, app_id=1, machine="m1", action=Action.CONTROL)
+
+
+def test_restrict_no_commands_allows_any_command_as_flyctl_does() -> None:
+    # flyctl's machine-exec with no command: Commands{{Args: [], Exact: false}},
+    # Else: read (internal/command/tokens/create.go, getCommandCaveat).
+    token = restrict(app_token(KEY, ORG, [1]), commands=[])
+    assert verified(token)[-1] == machine_exec_caveat()
+    assert machine_exec_caveat() == IfPresent((Commands([Command((), exact=False)]),), Action.READ)
+    assert allows(token, app_id=1, machine="m1", command=["rm", "-rf"], action=Action.CONTROL)
+    assert allows(token, app_id=1, action=Action.READ)
+    assert not allows(token, app_id=1, action=Action.WRITE)
+    assert not allows(token, app_id=1, machine="m1", action=Action.DELETE)
+
+
+def test_machine_exec_caveat_refuses_a_bare_string() -> None:
+    with pytest.raises(TypeError, match="argv"):
+        machine_exec_caveat(["ls -l"][0])  # type: ignore[arg-type]
 
 
 def test_keyring_rotation_and_errors() -> None:
