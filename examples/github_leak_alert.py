@@ -189,13 +189,8 @@ def main() -> int:
         endpoint = AlertEndpoint(public_keys, keyring, store)
         server = make_server("127.0.0.1", 0, endpoint, handler_class=_QuietHandler)
 
-        def serve() -> None:
-            try:
-                server.serve_forever(poll_interval=0.05)
-            finally:
-                store.close()  # SQLite connections are per thread: close the server's
-
-        thread = threading.Thread(target=serve)
+        # The store's close() below closes the server thread's connection too.
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
         thread.start()
         try:
             matches = [

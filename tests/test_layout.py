@@ -180,10 +180,11 @@ print(json.dumps({
     "missing": missing,
 }))
 """
-    out = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120
-    ).stdout
-    result = json.loads(out)
+    run = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
     assert result["psycopg_on_import"] == []
     assert result["deprecated_loaded"] == []
     assert "macaroons_authz.stores.postgres_invalidator" in result["imported"] or (

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -55,10 +56,12 @@ class FakeClock:
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> RevocationStore:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RevocationStore]:
     if request.param == "memory":
-        return MemoryRevocationStore()
-    return SQLiteRevocationStore(tmp_path / "revoked.db")
+        yield MemoryRevocationStore()
+        return
+    with SQLiteRevocationStore(tmp_path / "revoked.db") as sqlite_store:
+        yield sqlite_store
 
 
 def read_access(**kw: object) -> FlyAccess:
@@ -80,8 +83,10 @@ def test_token_id_is_shared_by_attenuations() -> None:
 
 
 def test_sqlite_files_are_owner_only(tmp_path: Path) -> None:
-    SQLiteRevocationStore(tmp_path / "r.db").revoke("x")
-    SQLiteKeyring(tmp_path / "k.db").generate()
+    with SQLiteRevocationStore(tmp_path / "r.db") as store:
+        store.revoke("x")
+    with SQLiteKeyring(tmp_path / "k.db") as ring:
+        ring.generate()
     for name in ("r.db", "k.db", "r.db-wal", "k.db-wal"):
         path = tmp_path / name
         if path.exists():
@@ -90,7 +95,7 @@ def test_sqlite_files_are_owner_only(tmp_path: Path) -> None:
 
 def test_sqlite_store_refuses_a_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "r.db"
-    SQLiteRevocationStore(path)
+    SQLiteRevocationStore(path).close()
     with closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA user_version = 99")
         conn.commit()
@@ -107,24 +112,24 @@ def test_sqlite_store_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> N
 
 def test_two_processes_share_one_sqlite_store(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
-    local = SQLiteRevocationStore(path)
     script = textwrap.dedent(
         f"""
         from macaroons_authz import SQLiteRevocationStore
-        store = SQLiteRevocationStore({str(path)!r})
-        assert store.is_revoked("from-parent")
-        store.revoke("from-child", reason="child")
+        with SQLiteRevocationStore({str(path)!r}) as store:
+            assert store.is_revoked("from-parent")
+            store.revoke("from-child", reason="child")
         """
     )
-    local.revoke("from-parent")
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
-    assert local.is_revoked("from-child")
-    assert [e.token_id for e in local.revoked_since(0)[0]] == ["from-parent", "from-child"]
+    with SQLiteRevocationStore(path) as local:
+        local.revoke("from-parent")
+        subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+        assert local.is_revoked("from-child")
+        assert [e.token_id for e in local.revoked_since(0)[0]] == ["from-parent", "from-child"]
 
 
 def test_killing_a_writer_mid_revocation_leaves_a_sound_store(tmp_path: Path) -> None:
     path = tmp_path / "crash.db"
-    SQLiteRevocationStore(path)
+    SQLiteRevocationStore(path).close()
     script = textwrap.dedent(
         f"""
         import sys
@@ -147,8 +152,8 @@ def test_killing_a_writer_mid_revocation_leaves_a_sound_store(tmp_path: Path) ->
     proc.stdout.close()
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    store = SQLiteRevocationStore(path)
-    entries, _ = store.revoked_since(0)
+    with SQLiteRevocationStore(path) as store:
+        entries, _ = store.revoked_since(0)
     assert len(entries) >= 50
     # Every recorded revocation is whole, and they form an unbroken sequence.
     assert [e.token_id for e in entries] == [f"tok-{i}" for i in range(len(entries))]

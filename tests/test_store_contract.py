@@ -7,9 +7,12 @@ pool on the same schema, so sharing is tested where a store can share.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from macaroons_authz import (
     RevocationStore,
     SQLiteKeyring,
     SQLiteRevocationStore,
+    StoreError,
     UnknownKeyError,
     VerificationCache,
     VerificationError,
@@ -349,3 +353,107 @@ def test_a_cached_verifier_follows_every_store(open_store: Opener) -> None:
             verifier.verify(to_header(t))
     verifier.verify(to_header(other))
     assert len(cache) == 1
+
+
+# -- SQLite connections -------------------------------------------------------------
+# A SQLite store opens one connection per thread. close() must close all of them,
+# whichever thread opened them (a server's worker threads outlive the store).
+
+PROC_FDS = Path("/proc/self/fd")
+
+
+def open_connections(path: Path) -> int:
+    """How many descriptors of this process have *path* open (one per SQLite connection)."""
+    count = 0
+    for fd in PROC_FDS.iterdir():
+        with contextlib.suppress(OSError):  # a descriptor closed while listing
+            if fd.readlink() == path:
+                count += 1
+    return count
+
+
+def open_sqlite(kind: str, path: Path) -> SQLiteKeyring | SQLiteRevocationStore:
+    return SQLiteKeyring(path) if kind == "keyring" else SQLiteRevocationStore(path)
+
+
+def use(store: SQLiteKeyring | SQLiteRevocationStore) -> None:
+    if isinstance(store, SQLiteKeyring):
+        store.key_for(b"kid")
+    else:
+        store.is_revoked("token")
+
+
+needs_proc = pytest.mark.skipif(
+    not PROC_FDS.is_dir(), reason="counts open files through /proc/self/fd (Linux)"
+)
+
+
+@needs_proc
+@pytest.mark.parametrize("kind", ["keyring", "revocations"])
+def test_closing_a_sqlite_store_closes_the_connection_of_every_thread(
+    kind: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "store.db"
+    store = open_sqlite(kind, path)
+    used = threading.Barrier(4)
+    release = threading.Event()
+
+    def worker() -> None:
+        use(store)
+        used.wait(timeout=30)
+        release.wait(timeout=30)  # the thread lives on, as a server's workers do
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            used.wait(timeout=30)
+            assert open_connections(path) == 4  # the opening thread's and the workers'
+            store.close()
+            assert open_connections(path) == 0
+        finally:
+            release.set()
+            for t in threads:
+                t.join()
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+    with pytest.raises(StoreError, match="closed"):
+        use(store)
+
+
+@needs_proc
+@pytest.mark.parametrize("kind", ["keyring", "revocations"])
+def test_a_sqlite_store_is_a_context_manager(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    with open_sqlite(kind, path) as store:
+        use(store)
+        assert open_connections(path) == 1
+    assert open_connections(path) == 0
+    with pytest.raises(StoreError, match="closed"):
+        use(store)
+
+
+@needs_proc
+def test_connections_of_ended_threads_are_closed_when_the_next_opens(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    with SQLiteRevocationStore(path) as store:
+        for i in range(10):
+            t = threading.Thread(target=store.revoke, args=(f"t{i}",))
+            t.start()
+            t.join()
+            # the opening thread's, and at most the last ended thread's
+            assert open_connections(path) <= 2
+        assert len(store.revoked_since(0)[0]) == 10
+
+
+@needs_proc
+def test_a_file_that_is_not_a_store_leaves_no_connection_open(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError) as caught:
+        SQLiteRevocationStore(path)
+    # The failed store is still referenced from the traceback, and yet closed.
+    assert caught.value.__traceback__ is not None
+    assert open_connections(path) == 0

@@ -209,19 +209,22 @@ def test_keyring_rotation_and_errors() -> None:
 
 
 def test_keyrings_refuse_short_root_keys(tmp_path: Path) -> None:
-    for ring in (MemoryKeyring(), SQLiteKeyring(tmp_path / "k.db")):
-        with pytest.raises(KeyringError, match="at least 32 bytes"):
-            ring.add(b"short")
-        with pytest.raises(KeyringError, match="at least 32 bytes"):
-            ring.add(b"")
-        assert ring.add(bytes(32)) == kid_for_key(bytes(32))
+    with SQLiteKeyring(tmp_path / "k.db") as sqlite_ring:
+        for ring in (MemoryKeyring(), sqlite_ring):
+            with pytest.raises(KeyringError, match="at least 32 bytes"):
+                ring.add(b"short")
+            with pytest.raises(KeyringError, match="at least 32 bytes"):
+                ring.add(b"")
+            assert ring.add(bytes(32)) == kid_for_key(bytes(32))
 
 
 def test_sqlite_keyring_refuses_a_file_others_can_read(tmp_path: Path) -> None:
     path = tmp_path / "keys.db"
-    SQLiteKeyring(path).add(KEY)
+    with SQLiteKeyring(path) as ring:
+        ring.add(KEY)
     path.chmod(0o644)
     with pytest.raises(KeyringError, match="chmod 600"):
         SQLiteKeyring(path)
     path.chmod(0o600)
-    assert SQLiteKeyring(path).key_for(kid_for_key(KEY)) == KEY
+    with SQLiteKeyring(path) as ring:
+        assert ring.key_for(kid_for_key(KEY)) == KEY

@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -215,13 +216,13 @@ def test_lifespan_passes_through_untouched(world: World) -> None:
 
 
 @pytest.fixture
-def sqlite_world(tmp_path: Path) -> tuple[Verifier, Tokens]:
-    ring = SQLiteKeyring(tmp_path / "keys.db")
-    ring.generate()
-    return (
-        Verifier(ring, revocations=SQLiteRevocationStore(tmp_path / "rev.db")),
-        mint(ring.current()),
-    )
+def sqlite_world(tmp_path: Path) -> Iterator[tuple[Verifier, Tokens]]:
+    with (
+        SQLiteKeyring(tmp_path / "keys.db") as ring,
+        SQLiteRevocationStore(tmp_path / "rev.db") as store,
+    ):
+        ring.generate()
+        yield Verifier(ring, revocations=store), mint(ring.current())
 
 
 def test_offload_is_chosen_by_the_stores(

@@ -126,6 +126,7 @@ def serve(kind: str, tmp_path: Path) -> Iterator[Server]:
     keyring = SQLiteKeyring(tmp_path / "keys.db")
     keyring.generate()
     tokens = mint(keyring.current())
+    keyring.close()
     revocations = SQLiteRevocationStore(tmp_path / "revocations.db")
     revocations.revoke(str(tokens.tokens[3].nonce.uuid))
     env = {
@@ -153,6 +154,7 @@ def serve(kind: str, tmp_path: Path) -> Iterator[Server]:
         yield Server(process, port, log, tokens, revocations)
     finally:
         _stop(process)
+        revocations.close()
     text = log.read_text()
     assert "Traceback" not in text, text
     for secret in tokens.secrets:

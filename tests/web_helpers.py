@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,6 @@ def broken_revocations(tmp_path: Path) -> SQLiteRevocationStore:
     for leftover in tmp_path.glob("revocations.db-*"):
         leftover.unlink()
     path.write_bytes(b"this is not a database" * 512)
-    with pytest.raises(sqlite3.DatabaseError):
-        sqlite3.connect(path).execute("SELECT 1 FROM revocations")
+    with closing(sqlite3.connect(path)) as conn, pytest.raises(sqlite3.DatabaseError):
+        conn.execute("SELECT 1 FROM revocations")
     return store

@@ -17,6 +17,9 @@ follow. Each comes in three versions:
   asked for, from their modules or from here::
 
       from macaroons_authz.stores import PostgresKeyring, PostgresRevocationStore
+
+The SQLite stores and the PostgreSQL ones are context managers: leaving the
+``with`` block closes every connection they opened.
 """
 
 from __future__ import annotations

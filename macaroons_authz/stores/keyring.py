@@ -17,7 +17,7 @@ import attrs
 
 from .. import crypto
 from ..errors import MacaroonError
-from ._sqlite import SQLiteDatabase, StoreError
+from ._sqlite import SQLiteDatabase, SQLiteStore, StoreError
 
 __all__ = [
     "Keyring",
@@ -174,13 +174,20 @@ _KEYRING_SCHEMA = (
 )
 
 
-class SQLiteKeyring:
+class SQLiteKeyring(SQLiteStore):
     """A keyring in a SQLite file, shared by the processes of one machine.
 
     The file is created readable by its owner only (mode 0600), because it
     holds root keys in clear: protect it as you would a private key. An
     existing file that others may read or write is refused. Its methods are
     those of :class:`MemoryKeyring`.
+
+    Each thread that uses it gets a connection of its own; :meth:`close`
+    (or leaving a ``with`` block) closes them all::
+
+        with SQLiteKeyring(path) as keyring:
+            verifier = Verifier(keyring)
+            ...
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -278,7 +285,3 @@ class SQLiteKeyring:
         """Every key, oldest first (keys are hidden from ``repr``)."""
         rows = self._query("SELECT kid, key, retired FROM keys ORDER BY seq").fetchall()
         return [SigningKey(bytes(k), bytes(v), bool(r)) for k, v, r in rows]
-
-    def close(self) -> None:
-        """Close this thread's connection."""
-        self._db.close()

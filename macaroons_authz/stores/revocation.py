@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from ..macaroon import Macaroon
-from ._sqlite import SQLiteDatabase, StoreError
+from ._sqlite import SQLiteDatabase, SQLiteStore, StoreError
 
 __all__ = [
     "MemoryRevocationStore",
@@ -122,12 +122,14 @@ _REVOCATION_SCHEMA = (
 )
 
 
-class SQLiteRevocationStore:
+class SQLiteRevocationStore(SQLiteStore):
     """Revocations in a SQLite file, shared by the processes of one machine.
 
     The file is owner-only (0600) and in WAL mode; every revocation is one
     transaction, committed before :meth:`revoke` returns, so a crash leaves
-    it either recorded or not, never half-written.
+    it either recorded or not, never half-written. Each thread that uses it
+    gets a connection of its own; :meth:`close` (or leaving a ``with``
+    block) closes them all.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -177,7 +179,3 @@ class SQLiteRevocationStore:
             raise StoreError(f"cannot read revocations: {exc}") from None
         entries = [Revocation(*row) for row in rows]
         return entries, (entries[-1].seq if entries else cursor)
-
-    def close(self) -> None:
-        """Close this thread's connection."""
-        self._db.close()
