@@ -12,25 +12,6 @@ Fly.io's Go library (``superfly/macaroon``) makes, byte for byte::
 """
 
 from .access import MEMBER_FEATURES, Access, FlyAccess
-from .bundle import (
-    Bundle,
-    BundleToken,
-    FailedMacaroon,
-    Filter,
-    MacaroonToken,
-    MalformedMacaroon,
-    MalformedTokensError,
-    NoAuthorizedTokensError,
-    NonMacaroon,
-    NoVerifiedTokensError,
-    Predicate,
-    UnverifiedMacaroon,
-    VerifiedMacaroon,
-    allows_access,
-    at_location,
-    has_caveat,
-    is_kind,
-)
 from .caveats import (
     CAV_MAX_USER_DEFINED,
     CAV_MAX_USER_REGISTERABLE,
@@ -160,6 +141,25 @@ from .thirdparty import (
     Refuse,
     TicketRequest,
     UserInteractionRequiredError,
+)
+from .thirdparty.bundle import (
+    Bundle,
+    BundleToken,
+    FailedMacaroon,
+    Filter,
+    MacaroonToken,
+    MalformedMacaroon,
+    MalformedTokensError,
+    NoAuthorizedTokensError,
+    NonMacaroon,
+    NoVerifiedTokensError,
+    Predicate,
+    UnverifiedMacaroon,
+    VerifiedMacaroon,
+    allows_access,
+    at_location,
+    has_caveat,
+    is_kind,
 )
 from .thirdparty.sso import (
     GOOGLE_ISSUERS,

@@ -50,7 +50,7 @@ from macaroons_authz import (
     encode_token,
     to_header,
 )
-from macaroons_authz.bundle import VERIFIER_HEADERS_BUDGET
+from macaroons_authz.thirdparty.bundle import VERIFIER_HEADERS_BUDGET
 from macaroons_authz.scopes import dangerous_user_id
 
 LOC = "https://api.example/v1"

@@ -53,6 +53,28 @@ OLD_PATHS = {
             "SchemaError",
         ],
     ),
+    "macaroons_authz.bundle": (
+        "macaroons_authz.thirdparty.bundle",
+        [
+            "Bundle",
+            "BundleToken",
+            "FailedMacaroon",
+            "Filter",
+            "MacaroonToken",
+            "MalformedMacaroon",
+            "MalformedTokensError",
+            "NoAuthorizedTokensError",
+            "NoVerifiedTokensError",
+            "NonMacaroon",
+            "Predicate",
+            "UnverifiedMacaroon",
+            "VerifiedMacaroon",
+            "allows_access",
+            "at_location",
+            "has_caveat",
+            "is_kind",
+        ],
+    ),
     "macaroons_authz.sso": (
         "macaroons_authz.thirdparty.sso",
         [
@@ -161,7 +183,7 @@ import macaroons_authz
 from macaroons_authz.stores import *
 first = sorted(m for m in sys.modules if m.split(".")[0] in ("psycopg", "psycopg_pool"))
 old = {"macaroons_authz.keyring", "macaroons_authz.revocation", "macaroons_authz.postgres",
-       "macaroons_authz.sso"}
+       "macaroons_authz.sso", "macaroons_authz.bundle"}
 loaded = set(sys.modules)
 missing = {}
 for info in pkgutil.walk_packages(macaroons_authz.__path__, "macaroons_authz."):

@@ -10,13 +10,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..access import FlyAccess
-from ..bundle import Bundle, BundleToken, MacaroonToken, Predicate, allows_access, at_location
 from ..caveats._base import Caveat
 from ..caveats.auth import MaxValidity
 from ..caveats.resset import Action
 from ..errors import UnauthorizedError
 from ..nonce import Nonce
 from ..scopes import organization_scope
+from ..thirdparty.bundle import (
+    Bundle,
+    BundleToken,
+    MacaroonToken,
+    Predicate,
+    allows_access,
+    at_location,
+)
 from .locations import (
     LOCATION_AUTHENTICATION,
     LOCATION_NEW_AUTHENTICATION,

@@ -38,13 +38,6 @@ from typing import Any
 
 import attrs
 
-from ..bundle import (
-    Bundle,
-    FailedMacaroon,
-    NoVerifiedTokensError,
-    VerifiedMacaroon,
-    at_location,
-)
 from ..caveats._base import unb64
 from ..caveats.caveat_set import CaveatSet
 from ..caveats.registry import CaveatRegistry
@@ -52,6 +45,13 @@ from ..caveats.resset import action_letters
 from ..errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
 from ..header import decode_token
 from ..thirdparty._http import Deadline, _Connection, _HTTPSConnection, bounded, read_body
+from ..thirdparty.bundle import (
+    Bundle,
+    FailedMacaroon,
+    NoVerifiedTokensError,
+    VerifiedMacaroon,
+    at_location,
+)
 from .locations import LOCATION_PERMISSION, MACHINES_API_INTERNAL_URL, MACHINES_API_URL
 
 __all__ = [

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import attrs
 
-from ..bundle import Bundle
 from ..caveats.core import Caveat3P, ValidityWindow
 from ..errors import DecodeError
 from ..header import MACAROON_LABELS, decode_token, split_header, trim_space
 from ..macaroon import Macaroon
+from ..thirdparty.bundle import Bundle
 from .locations import AUTH_LOCATIONS, LOCATION_PERMISSION
 
 __all__ = ["DEFAULT_ADVANCE_PRUNE", "TokenSet", "unverified_expiration"]

@@ -25,7 +25,9 @@ parties it trusts, following the poll and user-interactive flows.
 The modules: :mod:`~macaroons_authz.thirdparty.protocol` (what both sides
 share: paths, decisions, errors), :mod:`~macaroons_authz.thirdparty.flows`
 (the service's deferred flows), :mod:`~macaroons_authz.thirdparty.service`,
-:mod:`~macaroons_authz.thirdparty.client`, and
+:mod:`~macaroons_authz.thirdparty.client`,
+:mod:`~macaroons_authz.thirdparty.bundle` (a header's permission tokens and
+their discharges, matched by ticket), and
 :mod:`~macaroons_authz.thirdparty.sso` (the identities an authentication
 third party discharges with).
 """

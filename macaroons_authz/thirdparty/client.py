@@ -12,12 +12,12 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..bundle import Bundle, UnverifiedMacaroon
 from ..errors import DecodeError
 from ..header import decode_token, strip_scheme
 from ..macaroon import Macaroon
 from ..verifier import FLY_PERMISSION_LOCATION
 from . import _http
+from .bundle import Bundle, UnverifiedMacaroon
 from .protocol import (
     DischargeError,
     DischargeTimeoutError,
