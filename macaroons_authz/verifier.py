@@ -172,7 +172,7 @@ def _unreadable(exc: Exception) -> StoreError:
 #: sets of thousands of ids; ordinary caveats take 5 to 15).
 _BYTES_PER_CAVEAT_BYTE = 96
 #: Bytes charged for an entry's own objects, and for each token id it holds.
-_ENTRY_BYTES = 512
+_ENTRY_BYTES = 1024
 _ID_BYTES = 128
 #: Bytes charged for a remembered header, besides its characters.
 _HEADER_BYTES = 128

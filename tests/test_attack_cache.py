@@ -257,7 +257,11 @@ def _ordinary(j: int) -> list[Caveat]:
     return [Organization(ORG + j, Action.ALL), ValidityWindow(NOW, NOW + 3600 + j)]
 
 
-@pytest.mark.parametrize("shape", [_nested_one_id_sets, _many_ids, _many_windows, _ordinary])
+def _none(j: int) -> list[Caveat]:
+    return []
+
+
+@pytest.mark.parametrize("shape", [_nested_one_id_sets, _many_ids, _many_windows, _ordinary, _none])
 def test_bytes_charged_cover_what_entries_hold(shape: Callable[[int], list[Caveat]]) -> None:
     ring = MemoryKeyring()
     ring.generate()
