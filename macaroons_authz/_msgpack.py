@@ -73,6 +73,8 @@ def unpack(data: bytes) -> Any:
             limit = MAX_CONTAINER_LENGTH
             msg = f"malformed MessagePack: more than {limit} elements in a container"
             raise DecodeError(msg) from None
+        if "incomplete input" in str(exc):  # the data ends inside a value
+            raise DecodeError("malformed MessagePack: truncated") from None
         raise DecodeError(f"malformed MessagePack: {type(exc).__name__}") from None
     except (TypeError, msgpack.UnpackException) as exc:
         # TypeError: an unhashable map key; ValueError covers incomplete

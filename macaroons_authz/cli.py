@@ -19,17 +19,18 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import NoReturn, TextIO
 
 from . import __version__, crypto
+from ._inspect import caveat_json, describe, printable, read_members, utc, write_text
 from .access import FlyAccess
-from .caveats._base import Caveat, UnregisteredCaveat, go_json
+from .caveats._base import go_json
 from .caveats.caveat_set import CaveatSet
-from .caveats.core import Caveat3P, ValidityWindow
 from .caveats.resset import Action
 from .errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
-from .header import MACAROON_LABELS, OAUTH_LABEL, decode_token, split_header, to_header
+from .header import MACAROON_LABELS, decode_token, split_header, to_header
 from .leaks import redact_tokens, scan_paths
+from .leaks.github import _signature_ok
 from .macaroon import Macaroon
 from .stores.keyring import MemoryKeyring
 from .tokens import org_token, restrict
@@ -56,18 +57,9 @@ class UsageError(Exception):
     """A command-line mistake: reported on one line, exit status 2."""
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _printable(text: str) -> str:
-    """*text* safe for a terminal line: control characters and undecodable bytes escaped."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
 def _error_line(message: str) -> str:
     """*message* as one ``error:`` line, with any token in it redacted."""
-    return f"error: {_printable(redact_tokens(message))}\n"
+    return f"error: {printable(redact_tokens(message))}\n"
 
 
 # -- input ---------------------------------------------------------------------
@@ -133,156 +125,58 @@ def _hex_key(text: str, where: str) -> bytes:
 
 
 class _OneKey:
-    """A keyring of one key that answers for any KID (the CLI trusts its --key-file)."""
+    """A keyring of one key: it answers for the key's own KID only, as a keyring does."""
 
     def __init__(self, key: bytes) -> None:
         self._key = key
+        self.kid = crypto.kid_for_key(key)
 
     def key_for(self, kid: bytes) -> bytes | None:
-        return self._key
+        return self._key if kid == self.kid else None
+
+
+def _kid_hex(kid: bytes) -> str:
+    """A KID in hex (KIDs are not secret); a long one (a ticket) cut short."""
+    return kid.hex() if len(kid) <= 32 else f"{kid[:16].hex()}... ({len(kid)} bytes)"
+
+
+def _refusal(token: Macaroon, keyring: _OneKey) -> str | None:
+    """Why *token* is not this key's, in words a key's owner can act on; ``None`` if it is."""
+    kid = token.nonce.kid or b""
+    if kid != keyring.kid:
+        return f"token's key id {_kid_hex(kid)} is not this key's {keyring.kid.hex()}"
+    if not _signature_ok(token, keyring.key_for):
+        return "signature does not match this key"
+    return None
 
 
 # -- inspect ---------------------------------------------------------------------
 
 
-def _relative(seconds: float) -> str:
-    """A duration in its two largest units: ``2d 3h``, ``5m 10s``, ``42s``."""
-    rest = abs(int(seconds))
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size or (unit == "s" and not parts):
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    return " ".join(parts[:2])
-
-
-def _utc(ts: float) -> str:
-    try:
-        return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    except (OverflowError, OSError, ValueError):
-        return str(ts)
-
-
-def _caveat_json(caveat: Caveat) -> dict[str, Any]:
-    if isinstance(caveat, UnregisteredCaveat):
-        return {"type": str(caveat.type_number), "unknown": True}
-    return {"type": caveat.json_type, "body": caveat.to_json()}
-
-
-def _describe(
-    tokens: list[tuple[str, Macaroon | None, str | None]], location: str, now: float
-) -> dict[str, Any]:
-    tickets = {
-        c.ticket
-        for _, m, _ in tokens
-        if m is not None
-        for c in m.unsafe_caveats.of_type(Caveat3P)
-        if c.ticket is not None
-    }
-    out = []
-    for label, m, error in tokens:
-        entry: dict[str, Any] = {"label": label}
-        if m is None:
-            if error is not None:
-                entry["role"] = "malformed"
-            elif label == f"{OAUTH_LABEL}_":
-                entry["role"] = "Fly OAuth token (not a macaroon)"
-            else:
-                entry["role"] = "not a macaroon"
-            if error is not None:
-                entry["error"] = error
-            out.append(entry)
-            continue
-        kid = m.nonce.kid or b""
-        if m.nonce.proof:
-            role = "proof"
-        elif kid in tickets or m.location != location:
-            role = "discharge"
-        else:
-            role = "permission"
-        entry.update(
-            role=role,
-            location=m.location,
-            kid=kid.hex() if len(kid) <= 32 else f"{kid[:16].hex()}... ({len(kid)} bytes)",
-            token_id=str(m.nonce.uuid),
-            caveats=[_caveat_json(c) for c in m.unsafe_caveats],
-        )
-        windows = [
-            {
-                "not_before": _utc(w.not_before),
-                "not_after": _utc(w.not_after),
-                "status": (
-                    f"expired {_relative(now - w.not_after)} ago"
-                    if now > w.not_after
-                    else f"not valid for {_relative(w.not_before - now)}"
-                    if now < w.not_before
-                    else f"expires in {_relative(w.not_after - now)}"
-                ),
-            }
-            for w in m.unsafe_caveats.of_type(ValidityWindow)
-        ]
-        if windows:
-            entry["validity"] = windows
-        third = [c.location for c in m.unsafe_caveats.of_type(Caveat3P)]
-        if third:
-            entry["third_parties"] = third
-        out.append(entry)
-    return {"verified": False, "tokens": out}
-
-
-def _parse_tokens(text: str) -> list[tuple[str, Macaroon | None, str | None]]:
-    tokens: list[tuple[str, Macaroon | None, str | None]] = []
-    for piece in split_header(text):
-        piece = piece.strip()
-        label, sep, _ = piece.partition("_")
-        if not sep or label not in MACAROON_LABELS:
-            tokens.append((f"{label}_" if sep else "(none)", None, None))
-            continue
-        try:
-            tokens.append((f"{label}_", Macaroon.decode(decode_token(piece)), None))
-        except DecodeError as exc:
-            tokens.append((f"{label}_", None, str(exc)))
-    return tokens
-
-
 def _wrap(prefix: str, text: str, out: TextIO) -> None:
-    # What a token says is the token author's text: no escape sequences.
+    """Prose (a denial's reason) wrapped to :data:`WIDTH`; never a token's JSON."""
     lines = textwrap.wrap(
-        _printable(text),
+        printable(text),
         width=WIDTH,
         initial_indent=prefix,
         subsequent_indent=" " * len(prefix),
         break_on_hyphens=False,
+        break_long_words=False,
     )
     out.write("\n".join(lines or [prefix.rstrip()]) + "\n")
 
 
 def _cmd_inspect(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
-    text = _read_input(args.token, stdin)
+    members = read_members(_read_input(args.token, stdin))
+    if not members:
+        # Never quote the input: it may be a secret that is not a token.
+        raise UsageError("no token in the input (tokens start with fm2_, fm1r_, fm1a_ or fo1_)")
     now = time.time() if args.now is None else args.now
-    doc = _describe(_parse_tokens(text), args.location, now)
+    doc = describe(members, args.location, now)
     if args.json:
         out.write(json.dumps(doc, indent=2) + "\n")
-        return 0
-    out.write("UNVERIFIED: read from the tokens, not checked against any key.\n")
-    for i, tok in enumerate(doc["tokens"], 1):
-        out.write(f"\ntoken {i}: {tok['label']} {tok['role']}\n")
-        if "error" in tok:
-            _wrap("  error     ", tok["error"], out)
-        if "location" not in tok:
-            continue
-        _wrap("  location  ", tok["location"], out)
-        _wrap("  kid       ", tok["kid"], out)
-        _wrap("  token id  ", tok["token_id"], out)
-        for cav in tok["caveats"]:
-            if cav.get("unknown"):
-                _wrap("  caveat    ", f"unknown caveat type {cav['type']} (always denies)", out)
-            else:
-                _wrap("  caveat    ", f"{cav['type']} {go_json(cav['body'])}", out)
-        for w in tok.get("validity", []):
-            _wrap("  valid     ", f"{w['not_before']} to {w['not_after']} ({w['status']})", out)
-        for loc in tok.get("third_parties", []):
-            _wrap("  needs     ", f"a discharge from {loc}", out)
+    else:
+        write_text(doc, members, out)
     return 0
 
 
@@ -312,23 +206,27 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     key = _read_key(args.key_file)
     text = _read_input(args.token, stdin)
     access = _load_access(args.access, args.now) if args.access else None
-    verifier = Verifier(_OneKey(key), location=args.location, trusted_3ps=_trusted(args.trusted_3p))
+    keyring = _OneKey(key)
+    verifier = Verifier(keyring, location=args.location, trusted_3ps=_trusted(args.trusted_3p))
     try:
         token, _ = verifier.split(text)
     except DecodeError as exc:
         raise UsageError(f"cannot read the tokens: {exc}") from None
     try:
+        # The Verifier refuses these too; checked first to say which it is.
+        refusal = _refusal(token, keyring)
+        if refusal is not None:
+            raise VerificationError(refusal)
         caveats = verifier.verify(text)
     except VerificationError as exc:
-        out.write(f"NOT AUTHENTIC token {token.nonce.uuid}\n  - {_printable(str(exc))}\n")
+        out.write(f"NOT AUTHENTIC token {token.nonce.uuid}\n  - {printable(str(exc))}\n")
         return 1
     if access is None:
         out.write(f"VALID token {token.nonce.uuid}: signature and discharges verified\n")
         if args.explain:
             for cav in caveats:
-                _wrap(
-                    "  caveat  ", f"{cav.json_type} {go_json(_caveat_json(cav).get('body'))}", out
-                )
+                body = go_json(caveat_json(cav).get("body"))
+                out.write(printable(f"  caveat  {cav.json_type} {body}") + "\n")
         return 0
     if args.explain:
         for cav in caveats:
@@ -337,9 +235,8 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
             else:
                 err = cav.prohibits(access)
                 verdict = "pass" if err is None else f"FAIL: {err}"
-            _wrap(
-                "  ", f"{cav.json_type} {go_json(_caveat_json(cav).get('body'))} -> {verdict}", out
-            )
+            body = go_json(caveat_json(cav).get("body"))
+            out.write(printable(f"  {cav.json_type} {body} -> {verdict}") + "\n")
     try:
         caveats.validate(access)
     except UnauthorizedError as exc:
@@ -358,20 +255,26 @@ def _cmd_attenuate(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     caveats = CaveatSet.from_json(_read_text(args.file))
     text = _read_input(args.token, stdin)
     pieces = [p.strip() for p in split_header(text)]
-    changed = 0
+    permissions = changed = 0
     result: list[str | Macaroon] = []
     for piece in pieces:
         label, sep, _ = piece.partition("_")
         if sep and label in MACAROON_LABELS:
             m = Macaroon.decode(decode_token(piece))
             if m.location == args.location and not m.nonce.proof:
-                m.add(*caveats)
-                result.append(m)
-                changed += 1
-                continue
+                permissions += 1
+                before = len(m.unsafe_caveats)
+                m.add(*caveats)  # drops caveats the token already has, as Go does
+                if len(m.unsafe_caveats) > before:
+                    result.append(m)
+                    changed += 1
+                    continue
         result.append(piece)
-    if not changed:
+    if not permissions:
         raise UsageError(f"no permission token for {args.location} to attenuate")
+    if not changed:
+        # Not an error: the header already says everything asked; it is printed as given.
+        sys.stderr.write("note: nothing new to add: the tokens already hold every caveat given\n")
     out.write(to_header(*result) + "\n")
     return 0
 
@@ -415,10 +318,15 @@ def _actions(text: str) -> int:
 
 def _cmd_mint(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     key = _read_key(args.key_file)
-    try:
-        kid = bytes.fromhex(args.kid)
-    except ValueError:
-        raise UsageError("--kid must be hex") from None
+    kid = crypto.kid_for_key(key)
+    if args.kid is not None:
+        try:
+            given = bytes.fromhex(args.kid)
+        except ValueError:
+            raise UsageError("--kid must be hex") from None
+        if given != kid:
+            # A verifier finds the key by the KID: a token with another would not verify.
+            raise UsageError(f"--kid {given.hex()} is not this key's key id {kid.hex()}")
     if args.org is None and (args.app or args.machine or args.role):
         raise UsageError("--app, --machine and --role need --org")
     if args.machine and not args.app:
@@ -472,7 +380,7 @@ def _cmd_scan(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
         out.write(json.dumps(doc, indent=2) + "\n")
     else:
         for f in findings:
-            path = _printable(f.path or "")
+            path = printable(f.path or "")
             out.write(f"{path}:{f.line}:{f.column}  {f.kind} {f.label} ({f.context})\n")
             tid = f.token_id
             if tid.kid and tid.rnd:
@@ -513,7 +421,7 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     header = to_header(held)
     out.write(
         f"2. Attenuated it without the key: app {DEMO_APP} only, read-only, "
-        f"Machine {DEMO_MACHINE} only,\n   valid for one hour from {_utc(DEMO_NOW)}.\n\n"
+        f"Machine {DEMO_MACHINE} only,\n   valid for one hour from {utc(DEMO_NOW)}.\n\n"
     )
     out.write("Header (a bearer secret, shown because this is a demo):\n")
     out.write(f"  {header[:72]}...\n\n")
@@ -563,7 +471,7 @@ def _parser() -> _Parser:
         prog="python -m macaroons_authz",
         description="Fly.io-compatible macaroon tokens: inspect, verify, attenuate, mint, scan.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"macaroons-authz {__version__}")
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
@@ -647,12 +555,14 @@ def _parser() -> _Parser:
     sub = command(
         "mint",
         "mint a token and print its header",
-        "python -m macaroons_authz mint --key-file root.key --kid $(cat root.kid) \\\n"
+        "python -m macaroons_authz mint --key-file root.key \\\n"
         "      --org 1234 --app 42 --actions r --expires-in 1h",
         _cmd_mint,
     )
     sub.add_argument("--key-file", help=f"the root key (hex or raw); else ${KEY_ENV} (hex)")
-    sub.add_argument("--kid", required=True, help="the key id, hex")
+    sub.add_argument(
+        "--kid", help="the key id, hex: optional, checked against the key's own (kid_for_key)"
+    )
     sub.add_argument("--location", default=FLY_PERMISSION_LOCATION, help="the token's location")
     sub.add_argument("--org", type=_uint64, help="organization id")
     sub.add_argument("--app", type=_uint64, action="append", default=[], help="app id (repeatable)")
@@ -674,7 +584,9 @@ def _parser() -> _Parser:
         epilog="example:\n  python -m macaroons_authz keys new root.key",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    new.add_argument("file", metavar="FILE")
+    new.add_argument(
+        "file", metavar="FILE", help="where to write the key, as hex; an existing file is refused"
+    )
     new.set_defaults(handler=_cmd_keys_new)
 
     sub = command(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import os
@@ -15,9 +17,12 @@ import pytest
 
 from macaroons_authz import (
     Action,
+    Caveat3P,
+    DecodeError,
     Macaroon,
     __version__,
     app_token,
+    discharge_ticket,
     encode_token,
     kid_for_key,
     parse_header,
@@ -87,12 +92,11 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.parametrize("argv", [[], ["frobnicate"], ["mint"], ["verify", "--bogus"]])
 def test_usage_errors_exit_2_with_one_error_line(
-    argv: list[str], capsys: pytest.CaptureFixture[str]
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    err = capsys.readouterr().err
+    monkeypatch.delenv("MACAROONS_AUTHZ_KEY", raising=False)  # ["mint"]: no key
+    code, _, err = outcome(argv, capsys)
+    assert code == 2
     assert err.splitlines()[-1].startswith("error: ")
     assert "Traceback" not in err
 
@@ -138,13 +142,15 @@ def test_inspect_marks_expired_unknown_malformed_and_oauth(
     data = data.replace(b"\x90", b"\x92", 1)
     unknown = Macaroon.decode(data)
     expired = app_token(KEY, 1, [2], expires_in=10, now=NOW)
-    header = to_header(unknown, expired, "fo1_abc", "fm2_!!!!")
+    oauth = "fo1_" + base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")
+    truncated = encode_token(expired)[:-20]
+    header = to_header(unknown, expired, oauth, truncated)
     code, out, _ = run(["inspect", header, "--now", str(NOW + 3600)], capsys)
     assert code == 0
     assert f"unknown caveat type {2**48 + 5}" in out
     assert "expired 59m 50s ago" in out
     assert "Fly OAuth token (not a macaroon)" in out
-    assert "malformed" in out
+    assert "token 4: fm2_ malformed\n  error     truncated at byte" in out
 
 
 def test_inspect_json_matches_the_golden_file(
@@ -161,7 +167,8 @@ def test_inspect_json_matches_the_golden_file(
     c = spec_vectors["deterministic"]["C"]
     root = json.loads(Macaroon.decode(bytes.fromhex(c["root_token_hex"])).to_json())
     assert doc["tokens"][0]["caveats"] == root["caveats"]
-    assert [t["role"] for t in doc["tokens"]] == ["permission", "proof"]
+    assert [t["role"] for t in doc["tokens"]] == ["permission", "discharge"]
+    assert doc["tokens"][1]["discharge_of"] == [1]
 
 
 # -- verify ----------------------------------------------------------------------------
@@ -405,3 +412,249 @@ def test_ctrl_c_exits_130_quietly(
     monkeypatch.setattr(cli_module, "_cmd_demo", interrupted)
     assert main(["demo"]) == 130
     assert capsys.readouterr().err == ""
+
+
+# -- issue 16: keys and KIDs, inspect, small things ------------------------------------
+
+OTHER_KEY = bytes(range(32, 64))
+API = "https://api.fly.io/v1"
+AUTH = "https://auth.example.com"
+TP_KEY = bytes(range(64, 96))
+
+
+def outcome(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """The exit status, whether main returns it or argparse exits with it."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else -1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_version_names_the_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    assert outcome(["--version"], capsys) == (0, f"macaroons-authz {__version__}\n", "")
+    assert __version__ == "0.1.0"
+
+
+def test_keys_new_explains_its_file(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = outcome(["keys", "new", "--help"], capsys)
+    assert code == 0
+    assert "FILE        where to write the key" in out
+
+
+def test_mint_derives_the_kid_from_the_key(
+    key_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kid = kid_for_key(KEY).hex()
+    for extra in ([], ["--kid", kid], ["--kid", kid.upper()]):
+        code, out, _ = outcome(["mint", "--key-file", key_file, "--org", "7", *extra], capsys)
+        assert code == 0
+        m = Macaroon.decode(parse_header(out.strip())[0])
+        assert m.nonce.kid == kid_for_key(KEY)
+    code, out, err = outcome(["mint", "--key-file", key_file, "--org", "7", "--kid", "00"], capsys)
+    assert (code, out) == (2, "")
+    assert err == f"error: --kid 00 is not this key's key id {kid}\n"
+
+
+def token_of(kid: bytes, key: bytes) -> str:
+    m = Macaroon.new(kid, API, key)
+    return to_header(m)
+
+
+def test_verify_refuses_a_kid_that_is_not_the_keys(
+    key_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Signed with the right key, but under KID 00: a keyring would not find
+    # the key, so the command line does not either (it said VALID).
+    code, out, _ = outcome(["verify", token_of(b"\x00", KEY), "--key-file", key_file], capsys)
+    assert code == 1
+    assert out.startswith("NOT AUTHENTIC")
+    assert f"  - token's key id 00 is not this key's {kid_for_key(KEY).hex()}\n" in out
+    # Another key's token, under that key's own KID.
+    other = token_of(kid_for_key(OTHER_KEY), OTHER_KEY)
+    code, out, _ = outcome(["verify", other, "--key-file", key_file], capsys)
+    assert code == 1
+    assert f"token's key id {kid_for_key(OTHER_KEY).hex()} is not this key's" in out
+
+
+def test_verify_with_a_wrong_key_says_so(key_file: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # This key's KID, another key's signature.
+    forged = token_of(kid_for_key(KEY), OTHER_KEY)
+    code, out, _ = outcome(["verify", forged, "--key-file", key_file], capsys)
+    assert code == 1
+    assert out.splitlines()[1] == "  - signature does not match this key"
+    assert "macaroon verify" not in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hello world",
+        "my_secret_value_123",
+        "Bearer sk_live_0123456789abcdef0123456789abcdef",
+        "fm2_xxx",
+        "FlyV1 fm2_<token>",
+        '{"token": "ghp_0123456789abcdefghijklmnopqrstuvwxyz"}',
+    ],
+)
+def test_inspect_refuses_input_that_is_no_token(
+    text: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for argv, stdin in (
+        (["inspect", text], ""),
+        (["inspect", "-"], text),
+        (["inspect", "--json", text], ""),
+    ):
+        code, out, err = run(argv, capsys, stdin, monkeypatch)
+        assert (code, out) == (2, "")
+        assert err == (
+            "error: no token in the input (tokens start with fm2_, fm1r_, fm1a_ or fo1_)\n"
+        )
+
+
+def token_ids(out: str) -> list[str]:
+    return [t["token_id"] for t in json.loads(out)["tokens"]]
+
+
+def test_inspect_accepts_what_the_scanner_accepts(capsys: pytest.CaptureFixture[str]) -> None:
+    a = encode_token(Macaroon.new(kid_for_key(KEY), API, KEY))
+    b = encode_token(Macaroon.new(kid_for_key(KEY), API + "/x", KEY))  # another length
+    ids = [str(Macaroon.decode(parse_header(t)[0]).nonce.uuid) for t in (a, b)]
+    forms = [
+        f'"{a},{b}"',
+        f'FLY_API_TOKEN="FlyV1 {a},{b}"',
+        f"export FLY_API_TOKEN={a},{b}",
+        json.dumps({"token": f"FlyV1 {a},{b}"}).replace("/", "\\/"),
+        f"FlyV1 {a}{b}",
+        f"{a}{b}",
+        f"Authorization: FlyV1 {a}, {b}",
+    ]
+    assert any("=" not in t for t in (a, b))  # one glued on without padding
+    for text in forms:
+        code, out, err = outcome(["inspect", "--json", text], capsys)
+        assert (code, err) == (0, "")
+        assert token_ids(out) == ids, text
+
+
+@pytest.fixture
+def three_party() -> tuple[str, str, str]:
+    """A permission token with a third-party caveat, its discharge, and a stray proof."""
+    perm = Macaroon.new(kid_for_key(KEY), API, KEY)
+    perm.add_3p(TP_KEY, AUTH)
+    (ticket,) = perm.third_party_tickets()[AUTH]
+    _, dis = discharge_ticket(TP_KEY, AUTH, ticket)
+    dis.bind(perm)
+    other = Macaroon.new(kid_for_key(KEY), API, KEY)
+    other.add_3p(TP_KEY, AUTH)
+    _, stray = discharge_ticket(TP_KEY, AUTH, other.third_party_tickets()[AUTH][0])
+    return encode_token(perm), encode_token(dis), encode_token(stray)
+
+
+def test_inspect_labels_discharges_of_their_token(
+    three_party: tuple[str, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    perm, dis, stray = three_party
+    code, out, _ = outcome(["inspect", f"FlyV1 {perm},{dis},{stray}"], capsys)
+    assert code == 0
+    headings = [line for line in out.splitlines() if line.startswith("token ")]
+    assert headings == [
+        "token 1: fm2_ permission",
+        "token 2: fm2_ discharge of token 1",
+        "token 3: fm2_ proof",
+    ]
+    assert f"  3P        {AUTH}: discharged by token 2\n" in out
+    assert "needs" not in out
+    code, out, _ = outcome(["inspect", "--json", f"FlyV1 {perm},{dis},{stray}"], capsys)
+    doc = json.loads(out)["tokens"]
+    assert [(t["role"], t.get("discharge_of")) for t in doc] == [
+        ("permission", None),
+        ("discharge", [1]),
+        ("proof", None),
+    ]
+    assert doc[0]["third_parties"] == [{"location": AUTH, "discharged_by": 2}]
+    # Without its discharge, the permission token needs one.
+    code, out, _ = outcome(["inspect", perm], capsys)
+    assert f"  needs     a discharge from {AUTH}\n" in out
+
+
+def test_inspect_names_third_party_blobs_in_text_and_keeps_them_in_json(
+    three_party: tuple[str, str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    perm, dis, _ = three_party
+    m = Macaroon.decode(parse_header(perm)[0])
+    (cav,) = m.unsafe_caveats.of_type(Caveat3P)
+    blobs = {"VerifierKey": cav.verifier_key, "Ticket": cav.ticket}
+    code, out, _ = outcome(["inspect", f"{perm},{dis}"], capsys)
+    assert code == 0
+    for name, blob in blobs.items():
+        assert blob is not None
+        assert base64.b64encode(blob).decode()[:16] not in out
+        named = f'"{name}":"{len(blob)} bytes, sha256 {hashlib.sha256(blob).hexdigest()[:8]}"'
+        assert named in out
+    # The discharge's KID is the ticket: named the same way.
+    assert cav.ticket is not None
+    kid_line = (
+        f"  kid       {len(cav.ticket)} bytes, sha256 {hashlib.sha256(cav.ticket).hexdigest()[:8]}"
+    )
+    assert kid_line in out.splitlines()
+    code, out, _ = outcome(["inspect", "--json", f"{perm},{dis}"], capsys)
+    body = json.loads(out)["tokens"][0]["caveats"][0]["body"]
+    assert body["VerifierKey"] == base64.b64encode(blobs["VerifierKey"] or b"").decode()
+    assert body["Ticket"] == base64.b64encode(blobs["Ticket"] or b"").decode()
+
+
+def test_inspect_prints_a_caveats_json_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    token = app_token(KEY, 1234, list(range(1000, 1012)), actions=Action.READ)
+    code, out, _ = outcome(["inspect", to_header(token)], capsys)
+    assert code == 0
+    apps = {"apps": {str(a): "r" for a in range(1000, 1012)}}
+    line = "  caveat    Apps " + json.dumps(apps, separators=(",", ":"))
+    assert line in out.splitlines()
+    assert len(line) > 80
+
+
+def test_decode_says_a_cut_token_is_truncated() -> None:
+    # The core's message (it said "malformed MessagePack: ValueError").
+    data = app_token(KEY, 1234, [42], actions=Action.READ, expires_in=3600, now=NOW).encode()
+    for n in (1, 40, len(data) - 1):
+        with pytest.raises(DecodeError, match=r"^malformed MessagePack: truncated$"):
+            Macaroon.decode(data[:n])
+
+
+def test_inspect_says_where_a_token_is_truncated(capsys: pytest.CaptureFixture[str]) -> None:
+    token = app_token(KEY, 1234, [42], actions=Action.READ, expires_in=3600, now=NOW)
+    data = token.encode()
+    text = encode_token(data)
+    tail_start = len(data) - 34  # c4 20 and 32 bytes
+    cases = [
+        (text[:100], "truncated at byte 72 of the token, in its caveats"),  # 4-character groups
+        (text[:102], "truncated at byte 72 of the token, in its caveats"),  # inside a group
+        (
+            encode_token(data[: tail_start + 10]),
+            f"truncated at byte {tail_start + 10} of the token, in its tail",
+        ),
+    ]
+    for cut, message in cases:
+        code, out, err = outcome(["inspect", cut], capsys)
+        assert (code, err) == (0, "")
+        assert "token 1: fm2_ malformed" in out
+        assert f"  error     {message}\n" in out
+        assert "ValueError" not in out
+        code, out, _ = outcome(["inspect", "--json", cut], capsys)
+        assert json.loads(out)["tokens"] == [
+            {"label": "fm2_", "role": "malformed", "error": message}
+        ]
+
+
+def test_attenuate_with_nothing_new_says_so(
+    header: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    present = Macaroon.decode(parse_header(header)[0]).unsafe_caveats
+    for content in ("[]", present.to_json()):
+        caveats = tmp_path / "caveats.json"
+        caveats.write_text(content)
+        code, out, err = outcome(["attenuate", header, "-f", str(caveats)], capsys)
+        assert code == 0
+        assert out == header + "\n"
+        assert err == "note: nothing new to add: the tokens already hold every caveat given\n"
