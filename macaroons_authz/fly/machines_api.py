@@ -356,9 +356,9 @@ class MachinesAPIClient:
                     body=data,
                     headers={"Content-Type": "application/json", "Accept": "application/json"},
                 )
-                resp = conn.getresponse()
-                status = resp.status
-                raw = read_body(resp, self._max_response, deadline)
+                with conn.getresponse() as resp:
+                    status = resp.status
+                    raw = read_body(resp, self._max_response, deadline)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             if deadline.remaining() <= 0:
                 raise MachinesAPIError("timed out") from None
