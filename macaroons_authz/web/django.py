@@ -1,0 +1,171 @@
+"""Django: a middleware and a view decorator that let a request in only if its token allows it.
+
+Install with ``pip install 'macaroons_authz[django]'``. Django is imported
+by this module only.
+
+Both read the ``MACAROONS_AUTHZ`` setting, a dict::
+
+    MACAROONS_AUTHZ = {
+        "VERIFIER": "myservice.auth.verifier",  # a Verifier or a Gate
+        "ACCESS": "myservice.auth.access",  # request -> Access | None
+    }
+
+Each value is the object itself or its dotted path. ``ACCESS`` is needed
+by the middleware only.
+
+.. code-block:: python
+
+   MIDDLEWARE = [..., "macaroons_authz.web.django.MacaroonMiddleware"]
+
+The decision is the :class:`~macaroons_authz.web.Gate`'s; refusals are its
+``application/problem+json`` responses, and an allowed request's
+:class:`~macaroons_authz.web.Authorized` result is
+``request.macaroons_authz``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
+
+from ..access import Access
+from ..verifier import Verifier
+from ._core import Gate
+from ._frameworks import decide_async, gate_for
+from ._problem import Denial
+from .asgi import STATE_KEY, _may_block
+
+__all__ = ["REQUEST_ATTRIBUTE", "SETTING", "MacaroonMiddleware", "require"]
+
+#: The name of the settings dict the middleware and decorator read.
+SETTING = "MACAROONS_AUTHZ"
+
+#: The request attribute that holds the :class:`~macaroons_authz.web.Authorized`
+#: result of an allowed request (``None`` when *access* said no token is needed).
+REQUEST_ATTRIBUTE = STATE_KEY
+
+AccessFunction = Callable[[HttpRequest], Access | None]
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def _setting(name: str) -> Any:
+    """``settings.MACAROONS_AUTHZ[name]``, imported if it is a dotted path."""
+    config = getattr(settings, SETTING, None)
+    if not isinstance(config, Mapping) or name not in config:
+        raise ImproperlyConfigured(f"settings.{SETTING}[{name!r}] is not set")
+    value = config[name]
+    return import_string(value) if isinstance(value, str) else value
+
+
+def _configured_gate() -> Gate:
+    guard = _setting("VERIFIER")
+    if not isinstance(guard, Verifier | Gate):
+        raise ImproperlyConfigured(
+            f"settings.{SETTING}['VERIFIER'] must be a Verifier or a Gate, "
+            f"not {type(guard).__name__}"
+        )
+    return gate_for(guard)
+
+
+def _headers(request: HttpRequest) -> tuple[str, ...]:
+    # META is the WSGI environ (or its ASGI equivalent): repeated headers
+    # arrive joined by commas, refused as malformed (see WSGIMiddleware).
+    header = request.META.get("HTTP_AUTHORIZATION")
+    return () if header is None else (header,)
+
+
+def _translate(result: object, request: HttpRequest) -> HttpResponse | None:
+    """The denial's response, or ``None`` after leaving the result on the request."""
+    if type(result) is Denial:
+        response = HttpResponse(result.body, status=result.status)
+        for name, value in result.headers:
+            response[name] = value
+        return response
+    setattr(request, REQUEST_ATTRIBUTE, result)
+    return None
+
+
+class MacaroonMiddleware:
+    """Lets a request reach its view only if its token allows ``ACCESS(request)``.
+
+    It decides in ``process_view``, once the URL is resolved, so that
+    ``ACCESS`` can read the view's parameters from
+    ``request.resolver_match.kwargs`` (a path that resolves to no view gets
+    Django's 404 without a decision). Settings are read once, when Django
+    builds its middleware chain. Place it after Django's own middleware that
+    answers without a view (``SecurityMiddleware``, ``CommonMiddleware``).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.gate = _configured_gate()
+        self.access: AccessFunction = _setting("ACCESS")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        """The denial's response, or ``None`` to let the view run."""
+        return _translate(self.gate.decide(_headers(request), self.access(request)), request)
+
+
+def require(
+    access: AccessFunction, *, verifier: Verifier | Gate | None = None
+) -> Callable[[View], View]:
+    """A view decorator: the view runs only if the request's token allows ``access(request)``.
+
+    Args:
+        access: maps the request to the :class:`~macaroons_authz.Access` it
+            needs (``request.resolver_match.kwargs`` holds the path's
+            parameters), or to ``None``.
+        verifier: a :class:`~macaroons_authz.Verifier` or
+            :class:`~macaroons_authz.web.Gate`; by default the setting's
+            ``VERIFIER``, read at the first request.
+
+    The result is ``request.macaroons_authz``, as with the middleware. An
+    ``async def`` view gets an async wrapper that decides off the event loop
+    when the stores are not in memory, as
+    :class:`~macaroons_authz.web.ASGIMiddleware` does.
+    """
+    gates: list[Gate] = [] if verifier is None else [gate_for(verifier)]
+
+    def gate() -> Gate:
+        if not gates:
+            gates.append(_configured_gate())
+        return gates[0]
+
+    def decorate(view: View) -> View:
+        if inspect.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def guarded_async(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                g = gate()
+                result = await decide_async(
+                    g, _headers(request), access(request), _may_block(g.verifier)
+                )
+                refused = _translate(result, request)
+                return refused if refused is not None else await view(request, *args, **kwargs)
+
+            return cast(View, guarded_async)
+
+        @functools.wraps(view)
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            refused = _translate(gate().decide(_headers(request), access(request)), request)
+            return refused if refused is not None else view(request, *args, **kwargs)
+
+        return cast(View, guarded)
+
+    return decorate

@@ -1,0 +1,127 @@
+"""FastAPI: a dependency that lets a request in only if its token allows what the route does.
+
+Install with ``pip install 'macaroons_authz[fastapi]'``. FastAPI (and
+Starlette) are imported by this module only.
+
+.. code-block:: python
+
+   from macaroons_authz.web.fastapi import install, require
+
+   install(app)  # refusals as application/problem+json
+
+   @app.get("/apps/{app_id}")
+   async def read_app(app_id: int, authorized: Annotated[Authorized | None, Depends(
+           require(verifier, lambda request: FlyAccess(org_id=1234, app_id=app_id_of(request),
+                                                        action=Action.READ)))]):
+       return {"token_id": authorized.token_id}
+
+The decision is the :class:`~macaroons_authz.web.Gate`'s, as for the ASGI
+middleware, and is made off the event loop in the same cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from ..access import Access
+from ..verifier import Verifier
+from ._core import Authorized, Gate
+from ._frameworks import decide_async, gate_for
+from ._problem import Denial
+from .asgi import STATE_KEY, _may_block
+
+__all__ = ["SECURITY_SCHEME", "Refused", "install", "problem_response", "require"]
+
+#: How every route that depends on :func:`require` shows in the OpenAPI
+#: schema: an ``apiKey`` security scheme named ``FlyV1``, in the
+#: ``Authorization`` header. It only documents the header: the decision
+#: reads every ``Authorization`` header of the request itself.
+SECURITY_SCHEME = APIKeyHeader(
+    name="Authorization",
+    scheme_name="FlyV1",
+    description="A macaroon token: `FlyV1 fm2_…` (or `Bearer fm2_…`).",
+    auto_error=False,
+)
+
+_EXTRA_HEADERS = frozenset({"Content-Type", "Content-Length"})
+
+
+class Refused(HTTPException):
+    """A refused request, raised by :func:`require`'s dependency.
+
+    An :class:`~starlette.exceptions.HTTPException` with the denial's
+    status and its ``WWW-Authenticate`` or ``Retry-After`` header, so that
+    even without :func:`install` the client gets the right status and
+    headers (with FastAPI's own ``{"detail": ...}`` body).
+
+    Attributes:
+        denial: the :class:`~macaroons_authz.web.Denial` to send.
+    """
+
+    def __init__(self, denial: Denial) -> None:
+        headers = {k: v for k, v in denial.headers if k not in _EXTRA_HEADERS}
+        super().__init__(denial.status, headers=headers)
+        self.denial = denial
+
+
+async def problem_response(request: Request, exc: Exception) -> Response:
+    """The exception handler for :class:`Refused`: the denial's exact response."""
+    assert isinstance(exc, Refused)  # registered for Refused only
+    denial = exc.denial
+    return Response(denial.body, denial.status, headers=dict(denial.headers))
+
+
+def install(app: Starlette) -> None:
+    """Answer :class:`Refused` with the denial's ``application/problem+json`` response."""
+    app.add_exception_handler(Refused, problem_response)
+
+
+def require(
+    verifier: Verifier | Gate,
+    access: Callable[[Request], Access | None],
+    *,
+    offload: bool | None = None,
+) -> Callable[..., Awaitable[Authorized | None]]:
+    """A dependency: the route runs only if the request's token allows ``access(request)``.
+
+    Use it as ``Depends(require(verifier, access))``; it returns the
+    :class:`~macaroons_authz.web.Authorized` result (``None`` when *access*
+    said no token is needed), also left in ``request.state.macaroons_authz``.
+    A refused request raises :class:`Refused`, answered with the gate's
+    401, 403 or 503 response once :func:`install` has been called. Routes
+    using it show :data:`SECURITY_SCHEME` in the OpenAPI schema. HTTP
+    routes only: protect websockets with
+    :class:`~macaroons_authz.web.ASGIMiddleware`.
+
+    Args:
+        verifier: a :class:`~macaroons_authz.Verifier` (one gate per
+            verifier, with the default decision log), or a
+            :class:`~macaroons_authz.web.Gate` of your own.
+        access: maps the request (``request.path_params`` holds the path's
+            parameters) to the :class:`~macaroons_authz.Access` it needs,
+            or to ``None``.
+        offload: decide in a thread (:func:`asyncio.to_thread`); ``None``
+            chooses as :class:`~macaroons_authz.web.ASGIMiddleware` does
+            (inline for the in-memory stores, in a thread otherwise).
+    """
+    gate = gate_for(verifier)
+    hand_off = _may_block(gate.verifier) if offload is None else offload
+
+    async def authorized(
+        request: Request, _header: Annotated[str | None, Depends(SECURITY_SCHEME)]
+    ) -> Authorized | None:
+        headers = request.headers.getlist("authorization")
+        result = await decide_async(gate, headers, access(request), hand_off)
+        if isinstance(result, Denial):
+            raise Refused(result)
+        setattr(request.state, STATE_KEY, result)
+        return result
+
+    return authorized
