@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from run import ACCESS, KEY, LOCATION, caveats
+from run import ACCESS, KEY, LOCATION, caveats, mint_token, unique_caveats
 
 from macaroons_authz import (
     Macaroon,
@@ -36,8 +36,14 @@ from macaroons_authz import (
 )
 
 
-def operations(n_caveats: int) -> dict[str, Callable[[], object]]:
-    """The operations that can be counted, on a token of *n_caveats* caveats."""
+def operations(n_caveats: int, runs: int = 1) -> dict[str, Callable[[], object]]:
+    """The operations that can be counted, on a token of *n_caveats* caveats.
+
+    ``unique`` and ``unique-decode`` take the next of *runs* tokens whose
+    caveats no other token has (``run.unique_caveats``), so each run sees
+    new caveats; they are minted for every operation, so the empty loop's
+    count takes their cost away.
+    """
     ring = MemoryKeyring([KEY])
     token = Macaroon.new(ring.current().kid, LOCATION, KEY)
     token.add(*caveats(n_caveats))
@@ -48,6 +54,9 @@ def operations(n_caveats: int) -> dict[str, Callable[[], object]]:
     decoded = Macaroon.decode(data)
     trusted = verifier.verify(header)
     cached.authorize(header, ACCESS)
+    unique = [mint_token(unique_caveats(n_caveats, t)) for t in range(runs)]
+    unique_headers = iter([to_header(d) for d in unique])
+    unique_data = iter(unique)
     return {
         "none": lambda: None,
         "parse": lambda: parse_header(header),
@@ -57,6 +66,8 @@ def operations(n_caveats: int) -> dict[str, Callable[[], object]]:
         "validate": lambda: trusted.validate(ACCESS),
         "authorize": lambda: verifier.authorize(header, ACCESS),
         "cached": lambda: cached.authorize(header, ACCESS),
+        "unique": lambda: verifier.authorize(next(unique_headers), ACCESS),
+        "unique-decode": lambda: Macaroon.decode(next(unique_data)),
     }
 
 
@@ -93,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--caveats", type=int, default=5, help="first-party caveats (N)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    ops = operations(args.caveats)
+    ops = operations(args.caveats, args.n if args.child else 1)
     if args.child:
         fn = ops[args.ops[0]]
         for _ in range(args.n):

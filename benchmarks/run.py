@@ -62,9 +62,13 @@ KEY = bytes(range(32))
 
 
 def caveats(n: int) -> list[Caveat]:
-    """N first-party caveats cycling Organization, Apps, ValidityWindow, Machines, IfPresent."""
+    """N distinct first-party caveats: Organization, Apps, ValidityWindow, Machines, IfPresent.
+
+    Each allows :data:`ACCESS`. The Organization caveats differ in bits of
+    the mask above the five actions, so that ``add`` keeps all N.
+    """
     cycle: list[Callable[[int], Caveat]] = [
-        lambda i: Organization(ORG, Action.ALL),
+        lambda i: Organization(ORG, Action.ALL | (i // 5) << 5),
         lambda i: Apps(ResourceSet({APP: Action.ALL, APP + 1 + i: Action.READ})),
         lambda i: ValidityWindow(NOW - 3600 - i, NOW + 3600 + i),
         lambda i: Machines(ResourceSet({MACHINE: Action.ALL, f"m{i}": Action.READ})),
@@ -74,6 +78,101 @@ def caveats(n: int) -> list[Caveat]:
 
 
 ACCESS = FlyAccess(org_id=ORG, app_id=APP, machine=MACHINE, action=Action.READ, at=NOW)
+
+#: Tokens in each workload list ("shared", "unique").
+WORKLOAD_SIZE = 1000
+
+
+def unique_caveats(n: int, t: int) -> list[Caveat]:
+    """Token *t*'s N caveats: the shapes of :func:`caveats`, with values of its own.
+
+    App and Machine ids, window bounds and feature names differ from token
+    to token; Organization masks (bits above the five actions) repeat every
+    512 tokens. Each allows :data:`ACCESS`.
+    """
+    u = 10_000 + t * n
+    cycle: list[Callable[[int], Caveat]] = [
+        lambda i: Organization(ORG, Action.ALL | ((t * 4 + i // 5) % 2048) << 5),
+        lambda i: Apps(ResourceSet({APP: Action.ALL, u + i: Action.READ})),
+        lambda i: ValidityWindow(NOW - u - i, NOW + u + i),
+        lambda i: Machines(ResourceSet({MACHINE: Action.ALL, f"m{t}.{i}": Action.READ})),
+        lambda i: IfPresent(
+            (FeatureSet(ResourceSet({"wg": Action.ALL, f"f{t}.{i}": Action.READ})),), Action.ALL
+        ),
+    ]
+    return [cycle[i % len(cycle)](i) for i in range(n)]
+
+
+def mint_token(cavs: list[Caveat]) -> bytes:
+    """A token minted with :data:`KEY` holding *cavs*."""
+    token = Macaroon.new(MemoryKeyring([KEY]).current().kid, LOCATION, KEY)
+    token.add(*cavs)
+    return token.encode()
+
+
+def workload_tokens(n: int) -> dict[str, list[bytes]]:
+    """The three workloads of N caveats (issue 18), as token bytes.
+
+    "repeated": one token, :data:`WORKLOAD_SIZE` times; "shared": that many
+    tokens with the same caveats and different nonces; "unique": that many
+    tokens whose caveats' values differ token to token.
+    """
+    one = mint_token(caveats(n))
+    return {
+        "repeated": [one] * WORKLOAD_SIZE,
+        "shared": [mint_token(caveats(n)) for _ in range(WORKLOAD_SIZE)],
+        "unique": [mint_token(unique_caveats(n, t)) for t in range(WORKLOAD_SIZE)],
+    }
+
+
+def check_all(verifier: Verifier, headers: list[str], *, forget: bool) -> Callable[[], object]:
+    """Full checks of every header in turn; *forget* empties the decode memo first.
+
+    With *forget* every token of a pass is seen for the first time (its
+    caveats are new), however large the memo: emptying it is part of the
+    measured time, as its churn is part of a service's.
+    """
+    memo = DEFAULT_REGISTRY.memo
+
+    def run() -> None:
+        if forget:
+            memo.clear()
+        authorize = verifier.authorize
+        for header in headers:
+            authorize(header, ACCESS)
+
+    return run
+
+
+def floor_all(tokens: list[list[bytes]], macs: list[int]) -> Callable[[], object]:
+    """The floor of each header of *tokens* (lists of token bytes), in turn.
+
+    Each token costs one base64 decode, one ``msgpack.unpackb`` and one
+    ``hmac.digest`` per step of its chain (*macs*, by position in the header).
+    """
+    texts = [[base64.b64encode(d).decode() for d in header] for header in tokens]
+    steps = [range(m) for m in macs]
+
+    def run() -> None:
+        for header in texts:
+            for text, chain in zip(header, steps, strict=True):
+                msgpack.unpackb(base64.b64decode(text), strict_map_key=False)
+                tag = KEY
+                for _ in chain:
+                    tag = hmac.digest(tag, b"x" * 16, "sha256")
+
+    return run
+
+
+def workloads(n: int) -> dict[str, Callable[[], object]]:
+    """Full check and floor of each workload of N caveats, per pass over its list."""
+    verifier = Verifier(MemoryKeyring([KEY]))
+    fns: dict[str, Callable[[], object]] = {}
+    for name, tokens in workload_tokens(n).items():
+        headers = [to_header(d) for d in tokens]
+        fns[f"{name} full check"] = check_all(verifier, headers, forget=name == "unique")
+        fns[f"{name} floor"] = floor_all([[d] for d in tokens], [n + 1])
+    return fns
 
 
 def measure_all(fns: dict[str, Callable[[], object]], seconds: float) -> dict[str, float]:
@@ -171,12 +270,28 @@ def ours_third_party() -> dict[str, Callable[[], object]]:
     header = to_header(root, discharge)
     verifier = Verifier(ring, trusted_3ps={AUTH: [tp_key]})
     root_data, dis_data = parse_header(header)
+    unique = [third_party_header(ring, tp_key, t) for t in range(WORKLOAD_SIZE)]
     return {
         "3p decode+verify": lambda: Macaroon.decode(root_data).verify(
             KEY, [Macaroon.decode(dis_data)]
         ),
         "3p full check": lambda: verifier.authorize(header, ACCESS),
+        "3p unique full check": check_all(verifier, unique, forget=True),
+        # Root: nonce, Organization, 3P; discharge: nonce, window, binding, finalization.
+        "3p unique floor": floor_all([parse_header(h) for h in unique], [3, 4]),
     }
+
+
+def third_party_header(ring: MemoryKeyring, tp_key: bytes, t: int) -> str:
+    """Token *t* of the 3P workload: a root and its bound discharge, caveats of their own."""
+    root = Macaroon.new(ring.current().kid, LOCATION, KEY)
+    root.add(Organization(ORG, Action.ALL | (t % 2048) << 5))
+    root.add_3p(tp_key, AUTH, ConfineOrganization(ORG))
+    (ticket,) = root.third_party_tickets()[AUTH]
+    _, discharge = discharge_ticket(tp_key, AUTH, ticket)
+    discharge.add(ValidityWindow(NOW - 60 - t, NOW + 300 + t))
+    discharge.bind(root)
+    return to_header(root, discharge)
 
 
 def pymacaroons_case(n: int) -> dict[str, Callable[[], object]]:
@@ -245,6 +360,29 @@ def scan_throughput(quick: bool) -> str:
     return done.stdout.strip() or done.stderr.strip()
 
 
+#: The workload rows of the table: (key in :func:`workloads`, label).
+WORKLOAD_ROWS = (
+    ("repeated", f"full check, one token repeated ({WORKLOAD_SIZE:,} calls)"),
+    ("shared", f"full check, shared caveats ({WORKLOAD_SIZE:,} tokens)"),
+    ("unique", f"full check, unique caveats ({WORKLOAD_SIZE:,} tokens)"),
+)
+
+
+def targets(ratios: dict[tuple[int, str], float], shares: dict[int, float]) -> list[str]:
+    """Each target of issue 18, with this run's figure and whether it held."""
+    checks = [
+        *((f"N={n} unique caveats <= 1.3x", ratios[n, "unique"], 1.3) for n in (5, 20)),
+        *((f"N=1 {kind} <= 1.0x", ratios[1, kind], 1.0) for kind, _ in WORKLOAD_ROWS),
+        *((f"N=5 {kind} <= 1.0x", ratios[5, kind], 1.0) for kind in ("repeated", "shared")),
+        *((f"N=20 {kind} <= 0.8x", ratios[20, kind], 0.8) for kind in ("repeated", "shared")),
+        *((f"N={n} cached / uncached <= 0.20", share, 0.2) for n, share in shares.items()),
+    ]
+    return [
+        f"{name}: {value:.2f} {'held' if value <= limit else 'MISSED'}"
+        for name, value, limit in checks
+    ]
+
+
 def fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.1f}"
 
@@ -268,34 +406,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---:|---:|---:|---:|---:|")
     full: dict[int, float] = {}
+    ratios: dict[tuple[int, str], float] = {}
+    shares: dict[int, float] = {}
     for n in (1, 5, 20):
         fns, size = ours(n)
-        o = measure_all({**fns, **pymacaroons_case(n)}, seconds)
+        o = measure_all({**fns, **pymacaroons_case(n), **workloads(n)}, seconds)
         peer_mint = o.get("pymacaroons mint")
         peer = o.get("pymacaroons deserialize+verify")
         full[n] = o["full check"]
-        rows = [
+        rows: list[tuple[str, float, float | None, float | None]] = [
             ("mint + encode", o["mint"], peer_mint, None),
             ("decode", o["decode"], None, None),
-            (
-                "decode + verify",
-                o["decode+verify"],
-                peer,
-                o["floor"],
-            ),
+            ("decode + verify", o["decode+verify"], peer, o["floor"]),
             ("decode + verify + validate", o["decode+verify+validate"], None, o["floor"]),
-            (
-                "full check (header)",
-                o["full check"],
-                peer,
-                o["floor"],
-            ),
-            (
-                "full check, caveats not memoized",
-                o["full check (cold)"],
-                peer,
-                o["floor"],
-            ),
+            ("full check (header)", o["full check"], peer, o["floor"]),
+            ("full check, caveats not memoized", o["full check (cold)"], peer, o["floor"]),
             (
                 "full check vs a floor of crypto.mac calls",
                 o["full check"],
@@ -304,14 +429,18 @@ def main(argv: list[str] | None = None) -> int:
             ),
             ("cached full check", o["cached full check"], None, None),
         ]
+        for kind, label in WORKLOAD_ROWS:
+            per_pass = o[f"{kind} full check"]
+            ratios[n, kind] = per_pass / o[f"{kind} floor"]
+            rows.append((label, per_pass / WORKLOAD_SIZE, peer, o[f"{kind} floor"] / WORKLOAD_SIZE))
         for name, mine, other, fl in rows:
             ratio_peer = f"{other / mine:.1f}x faster" if other else ""
             ratio_floor = f"{mine / fl:.2f}x" if fl else ""
             cells = [str(n), name, f"{mine:.1f}", fmt(other), fmt(fl), ratio_peer, ratio_floor]
             print("| " + " | ".join(cells) + " |")
         print(f"| {n} | (token size, bytes) | {size} | | | | |")
-        share = o["cached full check"] / o["full check"]
-        print(f"| {n} | cached / uncached full check | {share:.2f} | | | | |")
+        shares[n] = o["cached full check"] / o["full check"]
+        print(f"| {n} | cached / uncached full check | {shares[n]:.2f} | | | | |")
     tp = measure_all({**ours_third_party(), **pymacaroons_third_party()}, seconds)
     ptp = tp.get("pymacaroons 3p")
     ratio = f"{ptp / tp['3p decode+verify']:.1f}x faster" if ptp else ""
@@ -320,8 +449,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{fmt(ptp)} | | {ratio} | |"
     )
     print(f"| 3P | full check (header) | {tp['3p full check']:.1f} | | | | |")
+    mine, fl = tp["3p unique full check"], tp["3p unique floor"]
+    print(
+        f"| 3P | full check, unique caveats ({WORKLOAD_SIZE:,} headers) | "
+        f"{mine / WORKLOAD_SIZE:.1f} | | {fl / WORKLOAD_SIZE:.1f} | | {mine / fl:.2f}x |"
+    )
     print()
     print(f"Cost per added caveat (full check, N=5 to N=20): {(full[20] - full[5]) / 15:.2f} µs")
+    print()
+    print("Targets (issue 18), ratios to the floor of this run:")
+    for line in targets(ratios, shares):
+        print(f"- {line}")
     print()
     print("Leak scanner (benchmarks/scan.py):")
     print(scan_throughput(args.quick))
