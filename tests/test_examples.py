@@ -64,6 +64,9 @@ def test_every_example_is_tested() -> None:
     scripts = {p.name for p in _examples_dir().glob("*.py")}
     assert scripts == {
         "ci_token.py",
+        "django_app.py",
+        "fastapi_app.py",
+        "flask_app.py",
         "github_leak_alert.py",
         "google_login_discharge.py",
         "wsgi_middleware.py",
@@ -89,6 +92,40 @@ def test_wsgi_middleware_example(tmp_path: Path) -> None:
     }
     assert lines[: len(expected)] == [f"{k:<32} {v}" for k, v in expected.items()]
     assert lines[-1] == "all answers as expected"
+
+
+_FRAMEWORK_EXAMPLE_LINES = [
+    "no token                     GET    -> 401 Unauthorized",
+    "forged token                 GET    -> 401 Unauthorized",
+    "revoked token                GET    -> 401 Unauthorized",
+    "read-only token, read        GET    -> 200 ok",
+    "read-only token, delete      DELETE -> 403 Forbidden: Action, Apps",
+    "read-only token, other app   GET    -> 403 Forbidden: Apps",
+]
+
+
+@pytest.mark.parametrize("name", ["flask_app.py", "fastapi_app.py"])
+def test_flask_and_fastapi_examples(name: str, tmp_path: Path) -> None:
+    # The whole output: every decision the example shows, through the
+    # framework's own test client (tests/test_web_*.py run the same apps).
+    assert run_example(name, tmp_path).splitlines() == [
+        *_FRAMEWORK_EXAMPLE_LINES,
+        "admin token, delete          DELETE -> 200 ok",
+        "health check, no token       GET    -> 200 ok",
+        "all answers as expected",
+    ]
+
+
+def test_django_example(tmp_path: Path) -> None:
+    assert run_example("django_app.py", tmp_path).splitlines() == [
+        *_FRAMEWORK_EXAMPLE_LINES,
+        "app admin token, delete      DELETE -> 200 ok",
+        "read-only token, start       POST   -> 403 Forbidden: Action, Apps",
+        "app admin token, start       POST   -> 200 ok",
+        "no token, start              POST   -> 401 Unauthorized",
+        "health check, no token       GET    -> 200 ok",
+        "all answers as expected",
+    ]
 
 
 def test_google_login_discharge_example(tmp_path: Path) -> None:

@@ -107,22 +107,26 @@ def _gunicorn_options() -> list[str]:
     return ["--no-control-socket"] if "control_socket_disable" in known else []
 
 
-def _command(kind: str, fd: int) -> list[str]:
+def _command(kind: str, fd: int, app: str | None) -> list[str]:
     if kind == "gunicorn":
         return [
             *(sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"fd://{fd}"),
             *("--chdir", str(TESTS), "--graceful-timeout", "5", *_gunicorn_options()),
-            "web_app:wsgi_app()",
+            app or "web_app:wsgi_app()",
         ]
     return [
         *(sys.executable, "-m", "uvicorn", "--fd", str(fd), "--app-dir", str(TESTS)),
-        *("--factory", "--ws", "wsproto", "--no-access-log", "web_app:asgi_app"),
+        *("--factory", "--ws", "wsproto", "--no-access-log", app or "web_app:asgi_app"),
     ]
 
 
 @contextlib.contextmanager
-def serve(kind: str, tmp_path: Path) -> Iterator[Server]:
-    """Run the test application under *kind*; stop it and check its log afterwards."""
+def serve(kind: str, tmp_path: Path, app: str | None = None) -> Iterator[Server]:
+    """Run the test application under *kind*; stop it and check its log afterwards.
+
+    *app* names another application in the tests directory: a gunicorn
+    ``module:factory()``, or a uvicorn ``module:factory``.
+    """
     keyring = SQLiteKeyring(tmp_path / "keys.db")
     keyring.generate()
     tokens = mint(keyring.current())
@@ -140,7 +144,7 @@ def serve(kind: str, tmp_path: Path) -> Iterator[Server]:
         listener.listen(64)
         port = listener.getsockname()[1]
         process = subprocess.Popen(
-            _command(kind, listener.fileno()),
+            _command(kind, listener.fileno(), app),
             env=env,
             cwd=tmp_path,
             stdin=subprocess.DEVNULL,

@@ -32,6 +32,7 @@ from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
@@ -61,17 +62,39 @@ def _setting(name: str) -> Any:
     if not isinstance(config, Mapping) or name not in config:
         raise ImproperlyConfigured(f"settings.{SETTING}[{name!r}] is not set")
     value = config[name]
-    return import_string(value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    try:
+        return import_string(value)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"settings.{SETTING}[{name!r}]: {exc}") from exc
+
+
+# The settings' gate, resolved at its first use and forgotten when the
+# setting changes (override_settings sends setting_changed).
+_configured: list[Gate] = []
 
 
 def _configured_gate() -> Gate:
+    if _configured:
+        return _configured[0]
     guard = _setting("VERIFIER")
     if not isinstance(guard, Verifier | Gate):
         raise ImproperlyConfigured(
             f"settings.{SETTING}['VERIFIER'] must be a Verifier or a Gate, "
             f"not {type(guard).__name__}"
         )
-    return gate_for(guard)
+    gate = gate_for(guard)
+    _configured[:] = [gate]
+    return gate
+
+
+def _forget_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING:
+        _configured.clear()
+
+
+setting_changed.connect(_forget_settings)
 
 
 def _headers(request: HttpRequest) -> tuple[str, ...]:
@@ -133,19 +156,18 @@ def require(
             parameters), or to ``None``.
         verifier: a :class:`~macaroons_authz.Verifier` or
             :class:`~macaroons_authz.web.Gate`; by default the setting's
-            ``VERIFIER``, read at the first request.
+            ``VERIFIER``, read at the first request (and again after the
+            setting changes, as under ``override_settings``).
 
     The result is ``request.macaroons_authz``, as with the middleware. An
     ``async def`` view gets an async wrapper that decides off the event loop
     when the stores are not in memory, as
     :class:`~macaroons_authz.web.ASGIMiddleware` does.
     """
-    gates: list[Gate] = [] if verifier is None else [gate_for(verifier)]
+    fixed = None if verifier is None else gate_for(verifier)
 
     def gate() -> Gate:
-        if not gates:
-            gates.append(_configured_gate())
-        return gates[0]
+        return _configured_gate() if fixed is None else fixed
 
     def decorate(view: View) -> View:
         if inspect.iscoroutinefunction(view):

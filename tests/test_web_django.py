@@ -1,0 +1,161 @@
+"""The Django adapter: examples/django_app.py through Django's test client, and under gunicorn.
+
+Django's settings are process-wide and configured once: the ``django``
+fixture configures them from the example for this module's tests only and
+unconfigures them afterwards (``settings._wrapped = empty``, URL caches
+cleared), so no other test sees them. Each test then overrides the
+``MACAROONS_AUTHZ`` setting with its own verifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, JsonResponse
+from django.test import AsyncRequestFactory, Client, RequestFactory, override_settings
+from django.urls import clear_url_caches
+from django.utils.functional import empty
+from test_web_servers import serve
+from web_app import AT, ORG
+from web_framework_apps import example
+from web_framework_checks import (
+    Send,
+    check_both_workers_decide,
+    check_outcomes,
+    check_over_sockets,
+    verifiers,
+)
+from web_helpers import memory_tokens
+
+from macaroons_authz import Action, FlyAccess, Verifier
+from macaroons_authz.web import DecisionRecord, Gate
+from macaroons_authz.web.django import MacaroonMiddleware, require
+
+django_app = example("django_app")
+
+
+@pytest.fixture(scope="module")
+def django() -> Iterator[None]:
+    if settings.configured:
+        pytest.fail("Django's settings were configured before this module's tests")
+    ring, _ = memory_tokens()
+    django_app.configure(Verifier(ring), clock=lambda: AT)
+    try:
+        yield
+    finally:
+        settings._wrapped = empty
+        clear_url_caches()
+
+
+def _sender(guard: Verifier | Gate | str, access: Any = django_app.access) -> Send:
+    """Requests through a test client with *guard* as the VERIFIER setting."""
+
+    def send(
+        method: str, path: str, authorization: Sequence[str]
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        with override_settings(MACAROONS_AUTHZ={"VERIFIER": guard, "ACCESS": access}):
+            extra = {"HTTP_AUTHORIZATION": ", ".join(authorization)} if authorization else {}
+            response = Client().generic(method, path, **extra)
+        return response.status_code, list(response.headers.items()), response.content
+
+    return send
+
+
+@pytest.mark.usefixtures("django")
+def test_every_outcome_through_the_middleware(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ring, tokens = memory_tokens()
+    working, broken = verifiers(ring, tokens, tmp_path)
+    check_outcomes(_sender(working), _sender(broken), tokens, caplog)
+
+
+def _start(app: int) -> str:
+    return f"/apps/{app}/machines/e784079b449483/start"
+
+
+@pytest.mark.usefixtures("django")
+def test_every_outcome_through_the_decorator(tmp_path: Path) -> None:
+    ring, t = memory_tokens()
+    working, broken = verifiers(ring, t, tmp_path)
+    send = _sender(working)
+    status, _, body = send("POST", _start(42), [t.admin])
+    assert (status, json.loads(body)["token_id"]) == (200, str(t.tokens[1].nonce.uuid))
+    for authorization in [[], [t.forged], [t.revoked]]:
+        status, headers, _ = send("POST", _start(42), authorization)
+        assert (status, dict(headers)["WWW-Authenticate"]) == (401, "FlyV1")
+    status, _, body = send("POST", _start(43), [t.reader])
+    assert (status, json.loads(body)["failed_caveats"]) == (403, ["Action", "Apps"])
+    status, headers, _ = _sender(broken)("POST", _start(42), [t.admin])
+    assert (status, dict(headers)["Retry-After"]) == (503, "5")
+
+
+@pytest.mark.usefixtures("django")
+def test_settings_may_name_the_verifier_and_access_by_dotted_path() -> None:
+    ring, t = memory_tokens()
+    django_app.VERIFIER = Verifier(ring)  # type: ignore[attr-defined]
+    try:
+        send = _sender("django_app.VERIFIER", "django_app.access")
+        assert send("GET", "/apps/42", [t.reader])[0] == 200
+        assert send("GET", "/apps/42", [])[0] == 401
+    finally:
+        del django_app.VERIFIER  # type: ignore[attr-defined]
+
+
+@pytest.mark.usefixtures("django")
+def test_missing_or_wrong_settings_are_improperly_configured() -> None:
+    def view(request: HttpRequest) -> JsonResponse:
+        return JsonResponse({})
+
+    with override_settings(MACAROONS_AUTHZ={"ACCESS": django_app.access}):
+        with pytest.raises(ImproperlyConfigured, match=r"MACAROONS_AUTHZ\['VERIFIER'\] is not set"):
+            MacaroonMiddleware(view)
+        with pytest.raises(ImproperlyConfigured, match="VERIFIER"):
+            require(django_app.access)(view)(RequestFactory().get("/"))
+    wrong = override_settings(MACAROONS_AUTHZ={"VERIFIER": "django_app.ORG", "ACCESS": "x.y"})
+    with wrong, pytest.raises(ImproperlyConfigured, match="must be a Verifier or a Gate, not int"):
+        MacaroonMiddleware(view)
+    unknown = override_settings(MACAROONS_AUTHZ={"VERIFIER": "no_such_module.verifier"})
+    with unknown, pytest.raises(ImproperlyConfigured, match=r"\['VERIFIER'\]: No module named"):
+        MacaroonMiddleware(view)
+    ring, _ = memory_tokens()
+    no_access = override_settings(MACAROONS_AUTHZ={"VERIFIER": Verifier(ring)})
+    with no_access, pytest.raises(ImproperlyConfigured, match=r"\['ACCESS'\] is not set"):
+        MacaroonMiddleware(view)
+
+
+def _read_42(request: HttpRequest) -> FlyAccess:
+    return FlyAccess(org_id=ORG, app_id=42, action=Action.READ, at=AT)
+
+
+@pytest.mark.usefixtures("django")
+def test_the_decorator_takes_a_verifier_and_guards_async_views() -> None:
+    ring, t = memory_tokens()
+    records: list[DecisionRecord] = []
+
+    @require(_read_42, verifier=Gate(Verifier(ring), log=records.append))
+    async def view(request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"token_id": request.macaroons_authz.token_id})
+
+    factory = AsyncRequestFactory()
+    allowed = asyncio.run(view(factory.get("/", headers={"Authorization": t.reader})))
+    assert (allowed.status_code, json.loads(allowed.content)) == (
+        200,
+        {"token_id": str(t.tokens[0].nonce.uuid)},
+    )
+    refused = asyncio.run(view(factory.get("/")))
+    assert (refused.status_code, refused["WWW-Authenticate"]) == (401, "FlyV1")
+    assert [(r.allowed, r.status) for r in records] == [(True, 200), (False, 401)]
+
+
+def test_under_gunicorn_with_two_workers(tmp_path: Path) -> None:
+    with serve("gunicorn", tmp_path, "web_framework_apps:django_app()") as server:
+        check_over_sockets(server)
+        check_both_workers_decide(server)
