@@ -343,6 +343,12 @@ def test_timeouts_must_be_positive_and_finite(timeout: float) -> None:
         MachinesAPIClient(timeout=timeout)
 
 
+@pytest.mark.parametrize("size", [0, -1, 1.5, True])
+def test_the_response_cap_must_be_a_positive_integer(size: int) -> None:
+    with pytest.raises(ValueError, match="max_response"):
+        MachinesAPIClient(max_response=size)
+
+
 def test_access_json_is_gos() -> None:
     full = MachinesAccess(
         action=Action.READ | Action.CONTROL,

@@ -187,7 +187,8 @@ class MachinesAPIClient:
 
     Raises:
         ValueError: a base URL that is not HTTPS (or the private address),
-            or a timeout that is not a positive finite number.
+            a timeout that is not a positive finite number, or a
+            *max_response* that is not a positive integer.
     """
 
     def __init__(
@@ -215,6 +216,8 @@ class MachinesAPIClient:
             raise ValueError("the Machines API URL takes no query, fragment or credentials")
         if not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
             raise ValueError("timeout must be a positive number of seconds")
+        if isinstance(max_response, bool) or not isinstance(max_response, int) or max_response < 1:
+            raise ValueError("max_response must be a positive number of bytes")
         self._host = parts.hostname or ""
         self._port = parts.port
         self._prefix = parts.path.rstrip("/")
