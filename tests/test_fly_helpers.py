@@ -143,5 +143,5 @@ def test_get_max_validity_is_the_shortest() -> None:
     assert get_max_validity([]) is None
     assert get_max_validity([ValidityWindow(0, 1)]) is None
     assert get_max_validity([MaxValidity(3600), ValidityWindow(0, 1), MaxValidity(60)]) == 60
-    # As Go's GetCaveats, only the set's own caveats count.
-    assert get_max_validity([IfPresent((MaxValidity(5),), Action.ALL)]) is None
+    # As Go's GetCaveats finds them, those inside IfPresent count too.
+    assert get_max_validity([MaxValidity(60), IfPresent((MaxValidity(5),), Action.ALL)]) == 5

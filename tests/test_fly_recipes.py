@@ -24,6 +24,7 @@ from macaroons_authz import (
     ValidityWindow,
     decode_token,
     mint,
+    org_token,
     to_header,
 )
 from macaroons_authz.fly import (
@@ -188,6 +189,11 @@ def test_readonly_needs_exactly_one_organization() -> None:
     two.add(Organization(ORG, Action.ALL), Organization(ORG + 1, Action.ALL))
     with pytest.raises(AttenuationError, match="multiple org caveats"):
         readonly_token(to_header(two), now=NOW)
+    # Go's GetCaveats finds those inside IfPresent too.
+    nested = org_token(KEY, ORG)
+    nested.add(IfPresent((Organization(ORG + 1, Action.ALL),), Action.READ))
+    with pytest.raises(AttenuationError, match="multiple org caveats"):
+        readonly_token(to_header(nested), now=NOW)
 
 
 @pytest.mark.parametrize("recipe", [readonly_token, machine_exec_token, ssh_token])

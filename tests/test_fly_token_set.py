@@ -9,7 +9,9 @@ import pytest
 from fly_helpers import KEY, NOW, OAUTH, ORG, fly_tokens
 
 from macaroons_authz import (
+    Action,
     DecodeError,
+    IfPresent,
     ValidityWindow,
     encode_token,
     org_token,
@@ -78,6 +80,9 @@ def test_unverified_expiration_reads_the_tokens_own_windows() -> None:
     assert unverified_expiration(token) is None
     token.add(ValidityWindow(NOW, NOW + 100), ValidityWindow(NOW, NOW + 50))
     assert unverified_expiration(token) == NOW + 50
+    # As Go's Expiration (through GetCaveats), windows inside IfPresent count.
+    token.add(IfPresent((ValidityWindow(NOW, NOW + 20),), Action.ALL))
+    assert unverified_expiration(token) == NOW + 20
     tokens = fly_tokens(discharge_until=NOW + 30)
     ts = TokenSet.parse(tokens.header)
     assert ts.unverified_expiration() == NOW + 30  # the discharge's, the earliest

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from ..access import FlyAccess
 from ..caveats._base import Caveat
 from ..caveats.auth import MaxValidity
+from ..caveats.caveat_set import CaveatSet
 from ..caveats.resset import Action
 from ..errors import UnauthorizedError
 from ..nonce import Nonce
@@ -105,7 +106,9 @@ def get_max_validity(caveats: Iterable[Caveat]) -> int | None:
     """The shortest :class:`~macaroons_authz.MaxValidity` among *caveats*, in seconds.
 
     ``None`` when there is none (Go's ``auth.GetMaxValidity`` returns
-    ``false``). A third party reads it from a ticket's caveats to bound
-    the discharge it issues.
+    ``false``). Those inside ``IfPresent`` count too, as Go's
+    ``GetCaveats`` finds them. A third party reads it from a ticket's
+    caveats to bound the discharge it issues.
     """
-    return min((c.seconds for c in caveats if isinstance(c, MaxValidity)), default=None)
+    found = CaveatSet(list(caveats)).of_type(MaxValidity)
+    return min((c.seconds for c in found), default=None)

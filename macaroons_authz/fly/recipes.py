@@ -73,7 +73,7 @@ def readonly_token(
     """A read-only token for the organization of the token in *header* (``tokens create readonly``).
 
     The permission token must name exactly one organization (one
-    ``Organization`` caveat among its own caveats); it gains
+    ``Organization`` caveat among its own, ``IfPresent`` included); it gains
     ``Organization(that id, read)``, then, if *expires_in* is not ``None``,
     a validity window from *now* (flyctl adds it for ``--from-existing``,
     20 years by default). Pass ``expires_in=None`` for what flyctl adds to
@@ -86,7 +86,8 @@ def readonly_token(
     """
     permission, discharges = _split(header)
     token = Macaroon.decode(permission)
-    orgs = [c for c in token.unsafe_caveats if isinstance(c, Organization)]
+    # Go's GetCaveats: those inside IfPresent count too.
+    orgs = token.unsafe_caveats.of_type(Organization)
     if not orgs:
         raise AttenuationError("no org caveats: the token is not confined to an organization")
     if len(orgs) > 1:

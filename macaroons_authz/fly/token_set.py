@@ -42,12 +42,13 @@ def unverified_expiration(token: Macaroon) -> int | None:
     """The earliest ``not_after`` (unix seconds) of *token*'s own validity windows.
 
     Read from :attr:`Macaroon.unsafe_caveats
-    <macaroons_authz.Macaroon.unsafe_caveats>`, as Go's
-    ``Macaroon.Expiration`` does: the token is not verified, so this says
-    when it stops being worth sending, never that it is valid until then.
-    ``None`` when it has no window (Go's far-future time).
+    <macaroons_authz.Macaroon.unsafe_caveats>`, windows inside ``IfPresent``
+    included, as Go's ``Macaroon.Expiration`` does: the token is not
+    verified, so this says when it stops being worth sending, never that it
+    is valid until then. ``None`` when it has no window (Go's far-future
+    time).
     """
-    windows = [c for c in token.unsafe_caveats if isinstance(c, ValidityWindow)]
+    windows = token.unsafe_caveats.of_type(ValidityWindow)
     return min((w.not_after for w in windows), default=None)
 
 
@@ -215,11 +216,8 @@ class TokenSet:
                 continue
             decoded.append((piece, token))
             if token.location == LOCATION_PERMISSION:
-                tickets.update(
-                    c.ticket
-                    for c in token.unsafe_caveats
-                    if isinstance(c, Caveat3P) and c.ticket is not None
-                )
+                caveats = token.unsafe_caveats.of_type(Caveat3P)
+                tickets.update(c.ticket for c in caveats if c.ticket is not None)
         kept = [piece for piece, token in decoded if _keep(token, tickets, now + advance)]
         return attrs.evolve(self, macaroons=kept)
 
