@@ -9,10 +9,11 @@ Starlette) are imported by this module only.
 
    install(app)  # refusals as application/problem+json
 
-   @app.get("/apps/{app_id}")
-   async def read_app(app_id: int, authorized: Annotated[Authorized | None, Depends(
-           require(verifier, lambda request: FlyAccess(org_id=1234, app_id=app_id_of(request),
-                                                        action=Action.READ)))]):
+   def read(request):
+       return FlyAccess(org_id=1234, app_id=request.path_params["app_id"], action=Action.READ)
+
+   @app.get("/apps/{app_id:int}")
+   async def read_app(authorized: Annotated[Authorized, Depends(require(verifier, read))]):
        return {"token_id": authorized.token_id}
 
 The decision is the :class:`~macaroons_authz.web.Gate`'s, as for the ASGI
@@ -96,7 +97,7 @@ def require(
     said no token is needed), also left in ``request.state.macaroons_authz``.
     A refused request raises :class:`Refused`, answered with the gate's
     401, 403 or 503 response once :func:`install` has been called. Routes
-    using it show :data:`SECURITY_SCHEME` in the OpenAPI schema. HTTP
+    using it show ``SECURITY_SCHEME`` in the OpenAPI schema. HTTP
     routes only: protect websockets with
     :class:`~macaroons_authz.web.ASGIMiddleware`.
 
