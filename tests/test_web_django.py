@@ -1,16 +1,18 @@
 """The Django adapter: examples/django_app.py through Django's test client, and under gunicorn.
 
-Django's settings are process-wide and configured once: the ``django``
-fixture configures them from the example for this module's tests only and
-unconfigures them afterwards (``settings._wrapped = empty``, URL caches
-cleared), so no other test sees them. Each test then overrides the
-``MACAROONS_AUTHZ`` setting with its own verifier.
+Django's settings are process-wide and configured once: the
+``django_settings`` fixture configures them from the example for this
+module's tests only and unconfigures them afterwards (``settings._wrapped =
+empty``, URL caches cleared, Django's loggers reset), so no other test sees
+them. Each test then overrides the ``MACAROONS_AUTHZ`` setting with its own
+verifier.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,7 @@ django_app = example("django_app")
 
 
 @pytest.fixture(scope="module")
-def django() -> Iterator[None]:
+def django_settings() -> Iterator[None]:
     if settings.configured:
         pytest.fail("Django's settings were configured before this module's tests")
     ring, _ = memory_tokens()
@@ -52,6 +54,12 @@ def django() -> Iterator[None]:
     finally:
         settings._wrapped = empty
         clear_url_caches()
+        # django.setup() gave Django's loggers handlers (DEFAULT_LOGGING).
+        for name in ("django", "django.server"):
+            logger = logging.getLogger(name)
+            logger.handlers.clear()
+            logger.setLevel(logging.NOTSET)
+            logger.propagate = True
 
 
 def _sender(guard: Verifier | Gate | str, access: Any = django_app.access) -> Send:
@@ -68,7 +76,7 @@ def _sender(guard: Verifier | Gate | str, access: Any = django_app.access) -> Se
     return send
 
 
-@pytest.mark.usefixtures("django")
+@pytest.mark.usefixtures("django_settings")
 def test_every_outcome_through_the_middleware(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -81,7 +89,7 @@ def _start(app: int) -> str:
     return f"/apps/{app}/machines/e784079b449483/start"
 
 
-@pytest.mark.usefixtures("django")
+@pytest.mark.usefixtures("django_settings")
 def test_every_outcome_through_the_decorator(tmp_path: Path) -> None:
     ring, t = memory_tokens()
     working, broken = verifiers(ring, t, tmp_path)
@@ -97,7 +105,7 @@ def test_every_outcome_through_the_decorator(tmp_path: Path) -> None:
     assert (status, dict(headers)["Retry-After"]) == (503, "5")
 
 
-@pytest.mark.usefixtures("django")
+@pytest.mark.usefixtures("django_settings")
 def test_settings_may_name_the_verifier_and_access_by_dotted_path() -> None:
     ring, t = memory_tokens()
     django_app.VERIFIER = Verifier(ring)  # type: ignore[attr-defined]
@@ -109,7 +117,7 @@ def test_settings_may_name_the_verifier_and_access_by_dotted_path() -> None:
         del django_app.VERIFIER  # type: ignore[attr-defined]
 
 
-@pytest.mark.usefixtures("django")
+@pytest.mark.usefixtures("django_settings")
 def test_missing_or_wrong_settings_are_improperly_configured() -> None:
     def view(request: HttpRequest) -> JsonResponse:
         return JsonResponse({})
@@ -135,7 +143,7 @@ def _read_42(request: HttpRequest) -> FlyAccess:
     return FlyAccess(org_id=ORG, app_id=42, action=Action.READ, at=AT)
 
 
-@pytest.mark.usefixtures("django")
+@pytest.mark.usefixtures("django_settings")
 def test_the_decorator_takes_a_verifier_and_guards_async_views() -> None:
     ring, t = memory_tokens()
     records: list[DecisionRecord] = []
