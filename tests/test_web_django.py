@@ -21,7 +21,13 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, JsonResponse
-from django.test import AsyncRequestFactory, Client, RequestFactory, override_settings
+from django.test import (
+    AsyncClient,
+    AsyncRequestFactory,
+    Client,
+    RequestFactory,
+    override_settings,
+)
 from django.urls import clear_url_caches
 from django.utils.functional import empty
 from test_web_servers import serve
@@ -34,7 +40,7 @@ from web_framework_checks import (
     check_over_sockets,
     verifiers,
 )
-from web_helpers import memory_tokens
+from web_helpers import UNAUTHENTICATED_BODY, memory_tokens
 
 from macaroons_authz import Action, FlyAccess, Verifier
 from macaroons_authz.web import DecisionRecord, Gate
@@ -83,6 +89,23 @@ def test_every_outcome_through_the_middleware(
     ring, tokens = memory_tokens()
     working, broken = verifiers(ring, tokens, tmp_path)
     check_outcomes(_sender(working), _sender(broken), tokens, caplog)
+
+
+@pytest.mark.usefixtures("django_settings")
+def test_the_middleware_under_djangos_asgi_handler() -> None:
+    # Django runs the sync middleware off the event loop (sync_to_async).
+    ring, t = memory_tokens()
+    settings_ = {"VERIFIER": Verifier(ring), "ACCESS": django_app.access}
+
+    async def get(authorization: str | None = None) -> tuple[int, Any]:
+        headers = {} if authorization is None else {"Authorization": authorization}
+        response = await AsyncClient().get("/apps/42", headers=headers)
+        return response.status_code, json.loads(response.content)
+
+    with override_settings(MACAROONS_AUTHZ=settings_):
+        status, body = asyncio.run(get(t.reader))
+        assert (status, body["token_id"]) == (200, str(t.tokens[0].nonce.uuid))
+        assert asyncio.run(get()) == (401, UNAUTHENTICATED_BODY)
 
 
 def _start(app: int) -> str:
