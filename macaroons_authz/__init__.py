@@ -12,6 +12,7 @@ Fly.io's Go library (``superfly/macaroon``) makes, byte for byte::
 """
 
 from .access import MEMBER_FEATURES, Access, FlyAccess
+from .async_verifier import AsyncVerifier
 from .caveats import (
     CAV_MAX_USER_DEFINED,
     CAV_MAX_USER_REGISTERABLE,
@@ -64,6 +65,13 @@ from .caveats import (
     Volumes,
 )
 from .crypto import KEY_SIZE, kid_for_key, new_encryption_key, new_signing_key
+from .decision import (
+    MAX_PERMISSION_TOKENS,
+    NoTokenAllowedError,
+    NoTokenVerifiedError,
+    TokenRefusal,
+    VerifiedToken,
+)
 from .errors import (
     AttenuationError,
     BadCaveatError,
@@ -207,6 +215,7 @@ __all__ = [
     "MAX_HEADER_LENGTH",
     "MAX_HEADER_TOKENS",
     "MAX_NESTING",
+    "MAX_PERMISSION_TOKENS",
     "MAX_TOKEN_SIZE",
     "MAX_VERIFY_MACS",
     "MEMBER_FEATURES",
@@ -218,6 +227,7 @@ __all__ = [
     "AppFeatureSet",
     "Approve",
     "Apps",
+    "AsyncVerifier",
     "AttenuationError",
     "BadCaveatError",
     "BindToParentToken",
@@ -283,6 +293,8 @@ __all__ = [
     "MissingHostedDomainError",
     "Mutations",
     "NoAuthorizedTokensError",
+    "NoTokenAllowedError",
+    "NoTokenVerifiedError",
     "NoVerifiedTokensError",
     "NonMacaroon",
     "Nonce",
@@ -306,6 +318,7 @@ __all__ = [
     "StoreError",
     "TicketRequest",
     "TokenId",
+    "TokenRefusal",
     "UnauthorizedError",
     "UnauthorizedForActionError",
     "UnauthorizedForResourceError",
@@ -321,6 +334,7 @@ __all__ = [
     "VerificationCostError",
     "VerificationError",
     "VerifiedMacaroon",
+    "VerifiedToken",
     "Verifier",
     "Volumes",
     "WrongAudienceError",

@@ -1,41 +1,98 @@
 """``Verifier``: "may this header do this?" in one call.
 
-The verifier parses an ``Authorization`` header, picks the permission token
-for its location, refuses revoked tokens, finds the root key by the token's
-KID, verifies the token with the header's discharges, and validates accesses
-against the caveats it can then trust. Decisions never read the wall clock:
-time comes from the access. (The cache's entry age uses a monotonic clock,
-which only ever makes the verifier verify afresh.)
+The verifier parses an ``Authorization`` header, picks the permission
+token(s) for its location, refuses revoked tokens, finds the root key by the
+token's KID, verifies the token with the header's discharges, and validates
+accesses against the caveats it can then trust. Decisions never read the
+wall clock: time comes from the access. (The cache's entry age uses a
+monotonic clock, which only ever makes the verifier verify afresh.)
+
+The decision itself is in :mod:`macaroons_authz.decision`, shared with
+:class:`~macaroons_authz.AsyncVerifier`; this module answers its look-ups
+by calling the stores.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-
-import attrs
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .access import Access
+from .cache import MAX_HEADERS_PER_ENTRY, VerificationCache
 from .caveats.caveat_set import CaveatSet
 from .caveats.registry import CaveatRegistry
-from .errors import MacaroonError, VerificationError
+from .decision import (
+    Policy,
+    VerifiedToken,
+    _AnyRevoked,
+    _KeyFor,
+    _Request,
+    _Steps,
+    decide,
+    store_error,
+    verify_all,
+)
+from .errors import MacaroonError
 from .header import _split_by_location
 from .macaroon import Macaroon
-from .stores._sqlite import StoreError
-from .stores.keyring import Keyring
-from .stores.revocation import RevocationStore
+from .stores.keyring import Keyring, MemoryKeyring
+from .stores.revocation import MemoryRevocationStore, RevocationStore
 
-__all__ = ["FLY_PERMISSION_LOCATION", "VerificationCache", "Verifier"]
+__all__ = ["FLY_PERMISSION_LOCATION", "MAX_HEADERS_PER_ENTRY", "VerificationCache", "Verifier"]
 
 #: The location of Fly.io's permission tokens.
 FLY_PERMISSION_LOCATION = "https://api.fly.io/v1"
 
 
-class Verifier:
+def _new_policy(
+    location: str,
+    trusted_3ps: Mapping[str, Sequence[bytes]] | None,
+    registry: CaveatRegistry | None,
+    cache: VerificationCache | None,
+    revocations: bool,
+) -> Policy:
+    """A verifier's policy; *cache*, if any, becomes its own."""
+    trusted = {loc: tuple(keys) for loc, keys in (trusted_3ps or {}).items()}
+    policy = Policy(location, trusted, registry, cache, revocations)
+    if cache is not None:
+        # Entries are what this policy's keys and trust made of a header:
+        # both faces of one policy may share them, no other verifier.
+        cache.claim(policy)
+    return policy
+
+
+class _BaseVerifier:
+    """What both faces share: the policy (with the cache) and parsing."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+        self.location = policy.location
+        self.cache = policy.cache
+
+    def __repr__(self) -> str:
+        trusted = sorted(self._policy.trusted_3ps)
+        return f"<{type(self).__name__} location={self.location!r} trusted_3ps={trusted}>"
+
+    def split(self, header: str) -> tuple[Macaroon, list[Macaroon]]:
+        """The permission token of *header* for this location, and the other tokens.
+
+        Tokens that do not decode are dropped, as Go does.
+
+        Raises:
+            DecodeError: the header is malformed, or holds no or several
+                permission tokens for this location.
+        """
+        (_, token), others = _split_by_location(header, self.location, self._policy.registry)
+        return token, [m for _, m in others]
+
+
+class Verifier(_BaseVerifier):
     """Verifies headers of tokens minted for one location.
+
+    One verifier, with its cache and stores, may be shared by any number of
+    threads: it keeps no state of its own between calls; the cache is
+    thread-safe; the in-memory stores are thread-safe, and the SQLite and
+    PostgreSQL stores give each thread its own connection.
 
     Args:
         keyring: root keys by KID (see :class:`~macaroons_authz.MemoryKeyring`).
@@ -62,29 +119,30 @@ class Verifier:
         revocations: RevocationStore | None = None,
         cache: VerificationCache | None = None,
     ) -> None:
+        super().__init__(
+            _new_policy(location, trusted_3ps, registry, cache, revocations is not None)
+        )
         self._keyring = keyring
-        self.location = location
-        self._trusted_3ps = {loc: tuple(keys) for loc, keys in (trusted_3ps or {}).items()}
-        self._registry = registry
         self._revocations = revocations
-        if cache is not None:
-            cache.claim(self)
-        self.cache = cache
 
-    def __repr__(self) -> str:
-        return f"<Verifier location={self.location!r} trusted_3ps={sorted(self._trusted_3ps)}>"
+    @property
+    def keyring(self) -> Keyring:
+        """The keyring root keys are found in."""
+        return self._keyring
 
-    def split(self, header: str) -> tuple[Macaroon, list[Macaroon]]:
-        """The permission token of *header* for this location, and the other tokens.
+    @property
+    def revocations(self) -> RevocationStore | None:
+        """The revocation store, if any."""
+        return self._revocations
 
-        Tokens that do not decode are dropped, as Go does.
+    @property
+    def may_block(self) -> bool:
+        """Whether a decision may wait on I/O: any store but the in-memory ones.
 
-        Raises:
-            DecodeError: the header is malformed, or holds no or several
-                permission tokens for this location.
+        The ASGI middleware decides in a thread when it may.
         """
-        (_, token), others = _split_by_location(header, self.location, self._registry)
-        return token, [m for _, m in others]
+        in_memory = (MemoryKeyring, MemoryRevocationStore, type(None))
+        return not all(type(s) in in_memory for s in (self._keyring, self._revocations))
 
     def verify(self, header: str) -> CaveatSet:
         """Verify the header's permission token and its discharges.
@@ -93,444 +151,111 @@ class Verifier:
             The trusted caveats, to validate accesses against.
 
         Raises:
-            DecodeError: the header is malformed.
+            DecodeError: the header is malformed, or holds several permission
+                tokens (:meth:`verify_all` verifies each; :meth:`authorize`
+                accepts such a header if one of them allows the access).
             VerificationError: unknown KID, bad signature, missing or bad
                 discharge, or a revoked token.
-            StoreError: the revocation store cannot be read (the request
-                must fail: nothing is served from the cache meanwhile).
+            StoreError: a store cannot be read (the request must fail:
+                nothing is served from the cache meanwhile).
         """
-        cache = self.cache
-        revocations = self._revocations
-        stamp = 0
-        if cache is not None:
-            if revocations is not None:
-                cache.follow(revocations)
-            hit = cache.lookup(header)
-            if hit is not None:
-                return hit
-            stamp = cache.stamp()
-        token, discharges = self.split(header)
-        ids: list[str] = []
-        if revocations is not None or cache is not None:
-            ids = [str(t.nonce.uuid) for t in (token, *discharges)]
-        if revocations is not None and _any_revoked(revocations, ids):
-            raise VerificationError("token revoked")
-        if cache is not None:
-            key, size = cache._key(token, discharges)
-            hit = cache.get(key, header=header, token_ids=ids, stamp=stamp)
-            if hit is not None:
-                return hit
-        kid = token._kid or b""
-        root_key = self._keyring.key_for(kid)
-        if root_key is None:
-            raise VerificationError(f"unknown KID {kid.hex()}")
-        caveats = token.verify(root_key, discharges, self._trusted_3ps)
-        if cache is not None:
-            cache.put(key, caveats, ids, stamp=stamp, header=header, size=size)
-        return caveats
+        hit = self._hit(header)
+        if hit is not None:
+            return hit.caveats
+        verified: VerifiedToken = self._run(decide(self._policy, header, None))
+        return verified.caveats
+
+    def verify_all(self, header: str) -> list[VerifiedToken]:
+        """Verify every permission token of the header, each with the discharges of its tickets.
+
+        A header of one token gives a list of one. (Go's ``Bundle.Verify``.)
+
+        Returns:
+            The tokens that verified, in header order.
+
+        Raises:
+            DecodeError: the header is malformed.
+            NoTokenVerifiedError: none verified; it holds each one's reason.
+            StoreError: a store cannot be read.
+        """
+        self._follow()
+        verified: list[VerifiedToken] = self._run(verify_all(self._policy, header))
+        return verified
 
     def authorize(self, header: str, access: Access) -> CaveatSet:
         """Verify the header, then allow *access* or raise why not.
+
+        A header may hold several permission tokens: the access is allowed
+        if any of them verifies and allows it (the first in header order
+        decides).
 
         Returns:
             The trusted caveats that allowed the access.
 
         Raises:
             DecodeError: the header is malformed.
-            VerificationError: the header is not authentic.
+            VerificationError: the header is not authentic
+                (:class:`~macaroons_authz.NoTokenVerifiedError` for several
+                permission tokens, with each one's reason).
             UnauthorizedError: it is authentic but does not allow *access*;
                 ask the error which kinds of failure it holds with
-                :meth:`~macaroons_authz.UnauthorizedError.contains`.
+                :meth:`~macaroons_authz.UnauthorizedError.contains`
+                (:class:`~macaroons_authz.NoTokenAllowedError` for several
+                permission tokens, with each one's reason).
+            StoreError: a store cannot be read.
         """
-        caveats = self.verify(header)
-        caveats.validate(access)
-        return caveats
+        return self.authorize_token(header, access).caveats
 
+    def authorize_token(self, header: str, access: Access) -> VerifiedToken:
+        """:meth:`authorize`, also saying which permission token allowed the access."""
+        hit = self._hit(header)
+        if hit is not None:
+            hit.caveats.validate(access)
+            return hit
+        verified: VerifiedToken = self._run(decide(self._policy, header, access))
+        return verified
 
-def _any_revoked(store: RevocationStore, ids: Sequence[str]) -> bool:
-    """Whether *store* holds one of *ids*.
+    def _follow(self) -> None:
+        cache, revocations = self.cache, self._revocations
+        if cache is not None and revocations is not None:
+            cache.follow(revocations)
 
-    Raises:
-        StoreError: the store cannot answer.
-    """
-    try:
-        return any(map(store.is_revoked, ids))
-    except MacaroonError:
-        raise
-    except Exception as exc:
-        raise _unreadable(exc) from exc
+    def _hit(self, header: str) -> VerifiedToken | None:
+        """The cached result of a remembered header, after following the feed."""
+        cache = self.cache
+        if cache is None:
+            return None
+        if self._revocations is not None:
+            cache.follow(self._revocations)
+        entry = cache._find(header)
+        return None if entry is None else entry.token
 
-
-def _unreadable(exc: Exception) -> StoreError:
-    # The type only: a driver's message may hold a connection string.
-    return StoreError(f"cannot read the revocation store ({type(exc).__name__})")
-
-
-#: Bytes of memory charged per byte of the caveats behind an entry, as
-#: encoded: above the most any shape was measured to take once decoded
-#: (77, for IfPresent caveats holding one-id resource sets; 38 for resource
-#: sets of thousands of ids; ordinary caveats take 5 to 15).
-_BYTES_PER_CAVEAT_BYTE = 96
-#: Bytes charged for an entry's own objects, and for each token id it holds.
-_ENTRY_BYTES = 1024
-_ID_BYTES = 128
-#: Bytes charged for a remembered header, besides its characters.
-_HEADER_BYTES = 128
-#: How many header strings one entry remembers (the latest ones).
-MAX_HEADERS_PER_ENTRY = 4
-
-
-def _header_bytes(header: str) -> int:
-    """The memory charged for a remembered header (a non-ASCII str takes 4 bytes a character)."""
-    return _HEADER_BYTES + (len(header) if header.isascii() else 4 * len(header))
-
-
-@attrs.frozen
-class _Entry:
-    caveats: CaveatSet
-    token_ids: frozenset[str]
-    stored_at: float
-    size: int  # bytes charged for it, its remembered headers included
-    headers: tuple[str, ...] = ()  # the header strings remembered as leading to it
-
-
-class VerificationCache:
-    """A bounded LRU of successful verifications, safe across threads.
-
-    An entry is keyed by what its verification read: a SHA-256 digest of
-    the canonical encodings of the permission token and of the discharges
-    whose KID is one of its tickets, in header order. What verification
-    ignores (``fo1_`` tokens, tokens that do not decode or match no ticket,
-    bytes after a token, the scheme and spacing) makes no new entry. The
-    exact header strings that verified are remembered too (the latest
-    :data:`MAX_HEADERS_PER_ENTRY` of each entry), so that a repeated header
-    costs two dictionary look-ups; a header that did not verify is never
-    remembered.
-
-    Entries expire *max_age* seconds after they were stored, and are
-    dropped when a token of theirs is revoked: the verifier follows its
-    revocation store's feed at most every *poll_interval* seconds, and
-    serves no entry unless the feed was read successfully within that
-    interval (a failed read raises :class:`~macaroons_authz.StoreError`, and
-    the next request reads again). Only verification is cached: validation
-    of the access, and so expiry, always runs. Failures are never cached.
-
-    A push invalidator (such as
-    :class:`~macaroons_authz.stores.PostgresInvalidator`) can put the cache
-    on a *lease*: :meth:`hold` makes it fail closed (no hits, nothing stored)
-    until :meth:`renew` is called, and each renewal lasts a bounded time, so
-    an invalidator that stops hearing from its database stops the cache from
-    serving entries it can no longer vouch for.
-
-    Args:
-        max_entries: how many verifications to keep.
-        max_age: seconds an entry lives.
-        max_bytes: the memory the entries and remembered headers may take,
-            as charged: 96 bytes per byte of the encoded caveats behind an
-            entry (more than any caveat shape takes once decoded), plus
-            the characters of its remembered headers and a fixed overhead.
-            An entry charged above *max_bytes* is not stored.
-        poll_interval: seconds between reads of the revocation feed; a
-            revocation made elsewhere reaches cached entries within it.
-        clock: a monotonic clock (injectable for tests).
-    """
-
-    def __init__(
-        self,
-        max_entries: int = 10_000,
-        max_age: float = 300.0,
-        *,
-        max_bytes: int = 128 * 1024 * 1024,
-        poll_interval: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if max_entries < 1 or max_age <= 0 or max_bytes < 1 or poll_interval < 0:
-            raise ValueError(
-                "max_entries, max_age and max_bytes must be positive, poll_interval not negative"
-            )
-        self.max_entries = max_entries
-        self.max_age = max_age
-        self.max_bytes = max_bytes
-        self.poll_interval = poll_interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
-        # The key of each header string an entry remembers (see _remember):
-        # a hit by the header itself skips decoding and hashing.
-        self._header_keys: dict[str, bytes] = {}
-        self._bytes = 0
-        self._cursor = 0
-        # When the feed was last read successfully (None: never).
-        self._polled_at: float | None = None
-        # Bumped whenever entries are dropped: a verification that began
-        # before a drop must not store its result after it (see put).
-        self._epoch = 0
-        # None: no lease needed. Otherwise hits are served until this time.
-        self._lease_until: float | None = None
-        self.hits = 0
-        self.misses = 0
-        self._owner: object = None
-
-    def __repr__(self) -> str:
-        return (
-            f"<VerificationCache entries={len(self._entries)}/{self.max_entries} "
-            f"bytes={self._bytes}/{self.max_bytes} hits={self.hits} misses={self.misses}>"
-        )
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def nbytes(self) -> int:
-        """The memory the cache is charged for now, as estimated (see *max_bytes*)."""
-        return self._bytes
-
-    def claim(self, owner: object) -> None:
-        """Bind the cache to the verifier that fills it.
-
-        An entry is what one verifier's keys, registry and trusted third
-        parties made of a header; another verifier must not be served it.
-
-        Raises:
-            ValueError: the cache already belongs to another verifier.
-        """
-        with self._lock:
-            if self._owner is not None and self._owner is not owner:
-                raise ValueError("this cache already belongs to another verifier")
-            self._owner = owner
-
-    @staticmethod
-    def _key(token: Macaroon, discharges: Sequence[Macaroon]) -> tuple[bytes, int]:
-        """The key of verifying *token* with *discharges*, and the size of their caveats.
-
-        Verification reads the permission token and the discharges whose KID
-        is one of its tickets, in order, and nothing else: the key is a
-        digest of their canonical encodings, each preceded by its length.
-        The size is that of the encoded caveats, which the entry's memory
-        grows with.
-        """
-        tickets = {t for ts in token.third_party_tickets().values() for t in ts}
-        digest = hashlib.sha256()
-        size = 0
-        for used in (token, *(d for d in discharges if d._kid in tickets)):
-            data = used.encode()
-            digest.update(len(data).to_bytes(4, "big"))
-            digest.update(data)
-            size += sum(map(len, used._packs()))
-        return digest.digest(), size
-
-    def lookup(self, header: str) -> CaveatSet | None:
-        """The cached caveats of *header* if it is a remembered header, else ``None``.
-
-        A hit is counted; a header that is not remembered is not counted as
-        a miss (the verifier then looks its tokens up with :meth:`get`).
-        """
-        now = self._clock()  # one read serves the lease and the age
-        # acquire/release rather than `with`: on this path the context
-        # manager's calls cost 1.1k instructions, a sixth of a hit.
-        self._lock.acquire()
+    def _run(self, steps: _Steps) -> Any:
+        """Run the decision *steps*, answering their look-ups from the stores."""
         try:
-            if self._lapsed(now):
-                self._clear()
-                return None
-            key = self._header_keys.get(header) if type(header) is str else None
-            if key is None:
-                return None
-            entry = self._entries[key]  # a remembered header's entry is present
-            if now - entry.stored_at > self.max_age:
-                self._remove(key)
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return entry.caveats
-        finally:
-            self._lock.release()
+            request = next(steps)
+            while True:
+                try:
+                    answer = self._answer(request)
+                except BaseException as exc:
+                    request = steps.throw(exc)
+                else:
+                    request = steps.send(answer)
+        except StopIteration as done:
+            return done.value
 
-    def get(
-        self,
-        key: bytes,
-        *,
-        header: str | None = None,
-        token_ids: Sequence[str] = (),
-        stamp: int | None = None,
-    ) -> CaveatSet | None:
-        """The cached caveats for *key*, or ``None`` if absent, expired or held.
-
-        On a hit, *header* is remembered as leading to the entry if its
-        tokens (*token_ids*, just checked against the revocation store) are
-        all among the entry's and no entry was dropped since *stamp* (see
-        :meth:`put`).
-        """
-        now = self._clock()
-        with self._lock:
-            if self._lapsed(now):
-                self._clear()
-                self.misses += 1
-                return None
-            entry = self._entries.get(key)
-            if entry is None or now - entry.stored_at > self.max_age:
-                if entry is not None:
-                    self._remove(key)
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            if (
-                header is not None
-                and (stamp is None or stamp == self._epoch)
-                and entry.token_ids.issuperset(token_ids)
-            ):
-                self._remember(key, entry, header)
-            return entry.caveats
-
-    def stamp(self) -> int:
-        """A mark to take before checking revocations, for :meth:`put`."""
-        return self._epoch
-
-    def put(
-        self,
-        key: bytes,
-        caveats: CaveatSet,
-        token_ids: Sequence[str],
-        *,
-        stamp: int | None = None,
-        header: str | None = None,
-        size: int = 0,
-    ) -> None:
-        """Remember a successful verification.
-
-        *size* is the encoded size of the caveats behind it (from the key),
-        which the memory it is charged grows with; *header*, the header that
-        verified, is remembered as leading to it. Nothing is stored while
-        the cache is held, nor if *stamp* (from :meth:`stamp`, taken before
-        the revocation checks) shows that entries were dropped since: the
-        revocation that dropped them may have been committed after this
-        verification looked.
-        """
-        now = self._clock()
-        ids = frozenset(token_ids)
-        entry = _Entry(
-            caveats, ids, now, _ENTRY_BYTES + _BYTES_PER_CAVEAT_BYTE * size + _ID_BYTES * len(ids)
-        )
-        with self._lock:
-            if self._lapsed(now) or (stamp is not None and stamp != self._epoch):
-                return
-            if key in self._entries:
-                self._remove(key)
-            if entry.size > self.max_bytes:
-                return
-            self._entries[key] = entry
-            self._bytes += entry.size
-            if header is not None:
-                self._remember(key, entry, header)
-            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-                self._remove(next(iter(self._entries)))
-
-    def follow(self, store: RevocationStore) -> None:
-        """Drop the entries of tokens revoked in *store* since the last look.
-
-        Reads the feed when the last successful read is *poll_interval*
-        seconds old or more (or there was none). The time of a read is
-        recorded only once it succeeded, so after a failed read every call
-        reads again, and none returns until one succeeds: the verifier,
-        which follows before each look-up, serves no entry meanwhile.
-
-        Raises:
-            StoreError: the feed cannot be read.
-        """
-        now = self._clock()
-        with self._lock:
-            polled = self._polled_at
-            if polled is not None and now - polled < self.poll_interval:
-                return
-            cursor = self._cursor
+    def _answer(self, request: _Request) -> object:
+        if type(request) is _KeyFor:
+            try:
+                return self._keyring.key_for(request.kid)
+            except MacaroonError:
+                raise
+            except Exception as exc:
+                raise store_error("keyring", exc) from exc
+        assert type(request) is _AnyRevoked and self._revocations is not None
         try:
-            revoked, cursor = store.revoked_since(cursor)
+            return any(map(self._revocations.is_revoked, request.ids))
         except MacaroonError:
             raise
         except Exception as exc:
-            raise _unreadable(exc) from exc
-        with self._lock:
-            self._drop({r.token_id for r in revoked}, cursor)
-            if self._polled_at is None or now > self._polled_at:
-                self._polled_at = now
-
-    def drop(self, token_ids: set[str], cursor: int | None = None) -> None:
-        """Forget every entry holding one of *token_ids*; advance the feed cursor to *cursor*."""
-        with self._lock:
-            self._drop(token_ids, cursor)
-
-    def purge(self) -> None:
-        """Forget every entry."""
-        with self._lock:
-            self._clear()
-
-    def hold(self) -> None:
-        """Fail closed: forget every entry, and serve and store none until :meth:`renew`."""
-        with self._lock:
-            self._clear()
-            self._lease_until = float("-inf")
-
-    def renew(self, seconds: float) -> None:
-        """Serve entries for *seconds* more; called by an invalidator that has caught up.
-
-        If the previous lease had already lapsed, every entry is forgotten
-        first: what happened while nobody was listening is unknown.
-        """
-        now = self._clock()
-        with self._lock:
-            if self._lapsed(now):
-                self._clear()
-            self._lease_until = now + seconds
-
-    def release(self) -> None:
-        """Stop requiring a lease (the default): serve entries until they expire."""
-        with self._lock:
-            self._lease_until = None
-
-    @property
-    def held(self) -> bool:
-        """Whether the cache is refusing hits because its lease lapsed."""
-        now = self._clock()
-        with self._lock:
-            return self._lapsed(now)
-
-    # The helpers below run under the lock.
-
-    def _lapsed(self, now: float) -> bool:
-        return self._lease_until is not None and now > self._lease_until
-
-    def _remember(self, key: bytes, entry: _Entry, header: str) -> None:
-        """Remember *header* as leading to *entry* (stored under *key*), forgetting its oldest."""
-        if type(header) is not str or header in self._header_keys:
-            return
-        headers = entry.headers
-        size = entry.size + _header_bytes(header)
-        if len(headers) >= MAX_HEADERS_PER_ENTRY:
-            del self._header_keys[headers[0]]
-            size -= _header_bytes(headers[0])
-            headers = headers[1:]
-        self._entries[key] = attrs.evolve(entry, headers=(*headers, header), size=size)
-        self._header_keys[header] = key
-        self._bytes += size - entry.size
-
-    def _remove(self, key: bytes) -> None:
-        entry = self._entries.pop(key)
-        for header in entry.headers:
-            del self._header_keys[header]
-        self._bytes -= entry.size
-
-    def _drop(self, token_ids: set[str], cursor: int | None) -> None:
-        if token_ids:
-            self._epoch += 1
-            stale = [k for k, e in self._entries.items() if not e.token_ids.isdisjoint(token_ids)]
-            for key in stale:
-                self._remove(key)
-        if cursor is not None:
-            self._cursor = max(self._cursor, cursor)
-
-    def _clear(self) -> None:
-        self._entries.clear()
-        self._header_keys.clear()
-        self._bytes = 0
-        self._epoch += 1
+            raise store_error("revocation store", exc) from exc

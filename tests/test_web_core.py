@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import sys
 import threading
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from macaroons_authz import (
     VerificationCache,
     Verifier,
 )
-from macaroons_authz.web import LOGGER_NAME, Authorized, DecisionRecord, Denial, Gate, _core
+from macaroons_authz.web import LOGGER_NAME, Authorized, DecisionRecord, Denial, Gate
 
 READ_42 = FlyAccess(org_id=ORG, app_id=42, action=Action.READ, at=AT)
 DELETE_42 = FlyAccess(org_id=ORG, app_id=42, action=Action.DELETE, at=AT)
@@ -231,21 +230,6 @@ def test_no_secret_reaches_the_log(world: World, caplog: pytest.LogCaptureFixtur
     assert len(caplog.records) == 10 + 12
     for secret in t.secrets:
         assert secret not in text
-
-
-# -- the identity memo ----------------------------------------------------------------
-
-
-def test_token_id_memo_is_bounded_in_bytes(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    headers = ["FlyV1 " * i + world.tokens.admin for i in range(10)]  # distinct, all authorized
-    cost = [sys.getsizeof(h) + _core._ENTRY_BYTES for h in headers]
-    monkeypatch.setattr(_core, "_MEMO_BYTES", cost[0] + cost[1] + cost[2])
-    for i, header in enumerate(headers):
-        result = world.gate.decide((header,), READ_42)
-        assert result == Authorized(world.verifier.verify(header), token_id(world.tokens, 1)), i
-        charged = sum(sys.getsizeof(h) + _core._ENTRY_BYTES for h in world.gate._ids)
-        assert world.gate._ids_bytes == charged <= _core._MEMO_BYTES
-    assert 0 < len(world.gate._ids) < 3  # cleared when full, then refilled
 
 
 # -- threads ------------------------------------------------------------------------

@@ -7,8 +7,6 @@ and only translates its answer; none decides anything itself.
 from __future__ import annotations
 
 import logging
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -16,7 +14,9 @@ import attrs
 
 from .. import StoreError
 from ..access import Access
+from ..async_verifier import AsyncVerifier
 from ..caveats.caveat_set import CaveatSet
+from ..decision import VerifiedToken
 from ..errors import DecodeError, UnauthorizedError, VerificationError
 from ..verifier import Verifier
 from ._log import DecisionLog, DecisionRecord, _logger, log_decision
@@ -24,11 +24,8 @@ from ._problem import Denial, forbidden, unauthenticated, unavailable
 
 __all__ = ["Authorized", "Gate"]
 
-# The identity memo holds at most this many bytes: each entry is charged its
-# header's size plus _ENTRY_BYTES for the id strings, their tuple and the
-# dict's share (about 270 bytes, measured with tracemalloc).
-_MEMO_BYTES = 8 * 1024 * 1024
-_ENTRY_BYTES = 300
+# What a verifier raises that is a decision (anything else is a bug: a 500).
+_DECISIONS = (UnauthorizedError, DecodeError, VerificationError, StoreError)
 
 
 @attrs.frozen
@@ -39,7 +36,8 @@ class Authorized:
         caveats: the trusted caveats of the token, as
             :meth:`~macaroons_authz.Verifier.authorize` returned them.
         token_id: the permission token's id (its nonce UUID), for logs
-            and revocation.
+            and revocation: in a header of several permission tokens, the
+            one that allowed the request.
     """
 
     caveats: CaveatSet
@@ -54,11 +52,13 @@ class Gate:
     """Decides whether requests may proceed; shared by every adapter.
 
     One gate (and its verifier, cache and stores) may serve any number of
-    threads at once: the verifier and its cache are thread-safe, and the
-    gate's own state is a memo of token ids that any thread may fill.
+    threads, or of asyncio tasks, at once: it keeps no state of its own
+    between decisions, and the verifier and its cache are safe to share.
 
     Args:
-        verifier: verifies headers and validates accesses.
+        verifier: verifies headers and validates accesses: a
+            :class:`~macaroons_authz.Verifier` for :meth:`decide`, an
+            :class:`~macaroons_authz.AsyncVerifier` for :meth:`adecide`.
         log: called with a :class:`DecisionRecord` after each decision
             (:func:`log_decision`, INFO on the ``macaroons_authz.web``
             logger, by default); ``None`` logs nothing.
@@ -68,7 +68,7 @@ class Gate:
 
     def __init__(
         self,
-        verifier: Verifier,
+        verifier: Verifier | AsyncVerifier,
         *,
         log: DecisionLog | None = log_decision,
         retry_after: int = 5,
@@ -78,12 +78,6 @@ class Gate:
         self._log = log
         self._unavailable = unavailable(retry_after)
         self._timer = timer
-        # header -> (token id, KID hex) of its permission token: a pure
-        # function of the header, remembered because computing it costs
-        # more than a cached authorization.
-        self._ids: dict[str, _Identity] = {}
-        self._ids_bytes = 0
-        self._ids_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Gate {self.verifier!r}>"
@@ -103,32 +97,83 @@ class Gate:
             ``None`` when no token is needed (nothing is verified or
             logged); an :class:`Authorized` when the token allows *access*;
             otherwise the :class:`Denial` to send: 401 for a missing,
-            repeated, malformed, forged, revoked or unknown-key token, 403
-            for an authentic token that does not allow *access*, 503 when
-            a store cannot be read.
+            repeated, malformed, forged, revoked or unknown-key token (in a
+            header of several permission tokens: when none is authentic),
+            403 for an authentic token that does not allow *access*, 503
+            when a store cannot be read.
+
+        Raises:
+            TypeError: the gate's verifier is an
+                :class:`~macaroons_authz.AsyncVerifier` (use :meth:`adecide`).
         """
         if access is None:
             return None
-        log = self._log
-        if log is log_decision and not _logger.isEnabledFor(logging.INFO):
-            log = None  # no record to build: that is a third of the cost of a hit
-        start = 0.0 if log is None else self._timer()
+        verifier = self.verifier
+        if not isinstance(verifier, Verifier):
+            raise TypeError("a gate of an AsyncVerifier decides with adecide()")
+        log, start = self._start()
         if len(authorization) != 1:
             return self._deny(log, unauthenticated(), None, access, start)
         header = authorization[0]
         try:
-            caveats = self.verifier.authorize(header, access)
-        except UnauthorizedError as exc:
-            return self._deny(log, forbidden(_kinds(exc)), header, access, start)
-        except (DecodeError, VerificationError):
-            return self._deny(log, unauthenticated(), header, access, start)
-        except StoreError:
-            return self._deny(log, self._unavailable, header, access, start)
-        token_id, kid = self._ids.get(header) or self._remember(header)
-        assert token_id is not None  # an authorized header has a permission token
+            verified = verifier.authorize_token(header, access)
+        except _DECISIONS as exc:
+            return self._refuse(exc, log, header, access, start)
+        return self._allow(verified, log, access, start)
+
+    async def adecide(
+        self, authorization: Sequence[str], access: Access | None
+    ) -> Authorized | Denial | None:
+        """:meth:`decide` with the gate's :class:`~macaroons_authz.AsyncVerifier`.
+
+        The verifier awaits its stores: while this request waits on one,
+        the event loop serves others.
+
+        Raises:
+            TypeError: the gate's verifier is a blocking
+                :class:`~macaroons_authz.Verifier` (use :meth:`decide`).
+        """
+        if access is None:
+            return None
+        verifier = self.verifier
+        if not isinstance(verifier, AsyncVerifier):
+            raise TypeError("a gate of a blocking Verifier decides with decide()")
+        log, start = self._start()
+        if len(authorization) != 1:
+            return self._deny(log, unauthenticated(), None, access, start)
+        header = authorization[0]
+        try:
+            verified = await verifier.authorize_token(header, access)
+        except _DECISIONS as exc:
+            return self._refuse(exc, log, header, access, start)
+        return self._allow(verified, log, access, start)
+
+    def _start(self) -> tuple[DecisionLog | None, float]:
+        """The log to record this decision in (if any), and when the decision began."""
+        log = self._log
+        if log is log_decision and not _logger.isEnabledFor(logging.INFO):
+            log = None  # no record to build: that is a third of the cost of a hit
+        return log, (0.0 if log is None else self._timer())
+
+    def _allow(
+        self, verified: VerifiedToken, log: DecisionLog | None, access: Access, start: float
+    ) -> Authorized:
+        token_id = verified.token_id
         if log is not None:
+            kid = verified.kid.hex()
             log(DecisionRecord(True, 200, token_id, kid, access, (), self._timer() - start))
-        return Authorized(caveats, token_id)
+        return Authorized(verified.caveats, token_id)
+
+    def _refuse(
+        self, exc: Exception, log: DecisionLog | None, header: str, access: Access, start: float
+    ) -> Denial:
+        if isinstance(exc, UnauthorizedError):
+            denial = forbidden(_kinds(exc))
+        elif isinstance(exc, StoreError):
+            denial = self._unavailable
+        else:
+            denial = unauthenticated()
+        return self._deny(log, denial, header, access, start)
 
     def _deny(
         self,
@@ -145,26 +190,13 @@ class Gate:
         return denial
 
     def _identify(self, header: str) -> _Identity:
-        """The id and KID of the header's permission token, if it has one that decodes."""
+        """The id and KID of the header's permission token, if it has exactly one that decodes."""
         try:
             token, _ = self.verifier.split(header)
         except DecodeError:
             return _NO_IDENTITY
         nonce = token.nonce
         return str(nonce.uuid), (nonce.kid or b"").hex()
-
-    def _remember(self, header: str) -> _Identity:
-        """:meth:`_identify`, memoized for authorized headers up to :data:`_MEMO_BYTES`."""
-        identity = self._identify(header)
-        cost = sys.getsizeof(header) + _ENTRY_BYTES
-        with self._ids_lock:
-            if self._ids_bytes + cost > _MEMO_BYTES:
-                self._ids.clear()
-                self._ids_bytes = 0
-            if cost <= _MEMO_BYTES and header not in self._ids:
-                self._ids[header] = identity
-                self._ids_bytes += cost
-        return identity
 
 
 def _kinds(exc: UnauthorizedError) -> tuple[str, ...]:

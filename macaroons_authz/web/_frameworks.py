@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Sequence
 
 from ..access import Access
+from ..async_verifier import AsyncVerifier
 from ..verifier import Verifier
 from ._core import Authorized, Gate
 from ._problem import Denial
@@ -44,11 +45,16 @@ async def decide_async(
 ) -> Authorized | Denial | None:
     """:meth:`Gate.decide` from a coroutine: in a thread if *offload*, else inline.
 
+    A gate of an :class:`~macaroons_authz.AsyncVerifier` awaits
+    :meth:`Gate.adecide` instead.
+
     *offload* is :class:`~macaroons_authz.web.ASGIMiddleware`'s choice
     (``_may_block``): stores that are not in memory may wait on I/O, which
     must not block the event loop. :func:`asyncio.to_thread` keeps the
     request's context variables for the log hook.
     """
+    if isinstance(gate.verifier, AsyncVerifier):
+        return await gate.adecide(authorization, access)
     if offload:
         return await asyncio.to_thread(gate.decide, authorization, access)
     return gate.decide(authorization, access)

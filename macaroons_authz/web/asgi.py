@@ -10,8 +10,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .. import MemoryKeyring, MemoryRevocationStore
 from ..access import Access
+from ..async_verifier import AsyncVerifier
 from ..verifier import Verifier
 from ._core import Gate
 from ._log import DecisionLog, log_decision
@@ -29,27 +29,29 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: ``scope["state"]`` (``None`` on a path that needs no token).
 STATE_KEY = "macaroons_authz"
 
-# Stores that answer from memory: deciding with them is microseconds of CPU,
-# cheaper on the event loop than a hand-off to a thread (about 30 µs).
-_IN_MEMORY = frozenset({MemoryKeyring, MemoryRevocationStore, type(None)})
-
 
 class ASGIMiddleware:
     """Lets a connection reach *app* only if its token allows the access it needs.
 
     Args:
         app: the ASGI 3 application to protect.
-        verifier: verifies headers.
+        verifier: verifies headers: an
+            :class:`~macaroons_authz.AsyncVerifier`, which awaits its
+            stores on the event loop (while one request waits on a store,
+            the loop serves the others), or a blocking
+            :class:`~macaroons_authz.Verifier`.
         access: maps a connection's scope (``"http"`` or ``"websocket"``)
             to the :class:`~macaroons_authz.Access` it needs, or to ``None``
             when its path needs no token.
         log: the decision log hook (see :class:`Gate`).
         retry_after: seconds a 503 asks the client to wait.
-        offload: decide in a thread (:func:`asyncio.to_thread`),
-            so that a store's I/O never blocks the loop. ``None`` (the
-            default) decides inline when the verifier's keyring and
-            revocation store are the in-memory ones and in a thread
-            otherwise. The hand-off uses :mod:`asyncio`.
+        offload: with a blocking verifier, decide in a thread
+            (:func:`asyncio.to_thread`), so that a store's I/O never blocks
+            the loop. ``None`` (the default) decides inline when the
+            verifier's keyring and revocation store are the in-memory ones
+            (:attr:`Verifier.may_block <macaroons_authz.Verifier.may_block>`)
+            and in a thread otherwise. The hand-off uses :mod:`asyncio`.
+            An async verifier never needs one: ``True`` is refused.
 
     The result goes to ``scope["state"][STATE_KEY]``; a scope without
     ``"state"`` (a server without lifespan state) is given one.
@@ -63,7 +65,7 @@ class ASGIMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        verifier: Verifier,
+        verifier: Verifier | AsyncVerifier,
         access: Callable[[Scope], Access | None],
         *,
         log: DecisionLog | None = log_decision,
@@ -73,7 +75,10 @@ class ASGIMiddleware:
         self.app = app
         self.access = access
         self.gate = Gate(verifier, log=log, retry_after=retry_after)
+        if isinstance(verifier, AsyncVerifier) and offload:
+            raise ValueError("an AsyncVerifier awaits its stores: there is nothing to offload")
         self.offload = _may_block(verifier) if offload is None else offload
+        self._async = isinstance(verifier, AsyncVerifier)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -90,7 +95,9 @@ class ASGIMiddleware:
                 for k, v in scope["headers"]
                 if len(k) == 13 and k.lower() == b"authorization"
             ]
-            if self.offload:
+            if self._async:
+                result = await self.gate.adecide(headers, access)
+            elif self.offload:
                 # to_thread: the hook runs in the request's context variables.
                 result = await asyncio.to_thread(self.gate.decide, headers, access)
             else:
@@ -108,12 +115,9 @@ class ASGIMiddleware:
         await self.app(scope, receive, send)
 
 
-def _may_block(verifier: Verifier) -> bool:
-    """Whether deciding with *verifier* may wait on I/O (anything but the memory stores)."""
-    # The verifier does not name its stores publicly; an attribute that is
-    # not there counts as a store that may block.
-    stores = (getattr(verifier, name, object()) for name in ("_keyring", "_revocations"))
-    return not all(type(store) in _IN_MEMORY for store in stores)
+def _may_block(verifier: Verifier | AsyncVerifier) -> bool:
+    """Whether deciding with *verifier* blocks on I/O (an async verifier never does)."""
+    return isinstance(verifier, Verifier) and verifier.may_block
 
 
 def _raw_headers(denial: Denial) -> list[tuple[bytes, bytes]]:
