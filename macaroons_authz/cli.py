@@ -29,7 +29,8 @@ from .caveats.caveat_set import CaveatSet
 from .caveats.resset import Action
 from .errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
 from .header import MACAROON_LABELS, decode_token, split_header, to_header
-from .leaks import redact_tokens, scan_paths
+from .leaks import _cli as scan_cli
+from .leaks import redact_tokens
 from .leaks.github import _signature_ok
 from .macaroon import Macaroon
 from .stores.keyring import MemoryKeyring
@@ -365,38 +366,10 @@ def _cmd_keys_new(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
-    errors: list[str] = []
-
-    def on_error(exc: OSError) -> None:
-        errors.append(f"{exc.filename}: {exc.strerror}")
-
-    for path in args.paths:
-        if not os.path.exists(path):
-            raise UsageError(f"{path}: no such file or directory")
-    findings = list(scan_paths(args.paths, on_error=on_error, follow_symlinks=args.follow_symlinks))
-    real = [f for f in findings if f.kind == "token"]
-    if args.json:
-        doc = {"findings": [f.to_dict() for f in findings], "errors": errors}
-        out.write(json.dumps(doc, indent=2) + "\n")
-    else:
-        for f in findings:
-            path = printable(f.path or "")
-            out.write(f"{path}:{f.line}:{f.column}  {f.kind} {f.label} ({f.context})\n")
-            tid = f.token_id
-            if tid.kid and tid.rnd:
-                out.write(f"    token id {tid.uuid}  fingerprint {tid.fingerprint}\n")
-            elif tid.fingerprint:
-                out.write(f"    fingerprint {tid.fingerprint}\n")
-        out.write(
-            f"{len(real)} token(s), "
-            f"{sum(f.kind == 'malformed' for f in findings)} malformed, "
-            f"{sum(f.kind == 'opaque' for f in findings)} opaque (fo1_) found\n"
-        )
-    for err in errors:
-        sys.stderr.write(_error_line(err))
-    if errors:
-        return 2
-    return 1 if real else 0
+    try:
+        return scan_cli.run(args, out, getattr(stdin, "buffer", None), sys.stderr)
+    except scan_cli.ScanUsageError as exc:
+        raise UsageError(str(exc)) from None
 
 
 # -- demo ----------------------------------------------------------------------------
@@ -592,16 +565,10 @@ def _parser() -> _Parser:
     sub = command(
         "scan",
         "find leaked tokens in files and directories (never prints them)",
-        "python -m macaroons_authz scan src/ logs/ --json",
+        "python -m macaroons_authz scan . --format sarif > results.sarif",
         _cmd_scan,
     )
-    sub.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan")
-    sub.add_argument("--json", action="store_true", help="print one JSON document")
-    sub.add_argument(
-        "--follow-symlinks",
-        action="store_true",
-        help="follow symbolic links inside the trees, to targets inside the PATHs only",
-    )
+    scan_cli.add_arguments(sub)
 
     command(
         "demo",

@@ -95,7 +95,9 @@ text; files are read as UTF-8 with undecodable bytes counted one character
 each.
 """
 
-from .files import DEFAULT_CHUNK_SIZE, scan_paths
+from .baseline import Baseline, BaselineError
+from .files import DEFAULT_CHUNK_SIZE, ScanStats, scan_paths, scan_stream
+from .git import BlobFinding, GitError, scan_history, scan_staged
 from .github import (
     GITHUB_KEY_IDENTIFIER_HEADER,
     GITHUB_SIGNATURE_HEADER,
@@ -108,15 +110,29 @@ from .github import (
     verify_github_alert,
 )
 from .redaction import REDACTED as REDACTED
-from .redaction import redact_tokens
-from .scanner import MAX_CANDIDATE_CHARS, Finding, TokenId, extract_tokens, find_tokens
+from .redaction import RedactingFilter, redact, redact_tokens
+from .sarif import to_sarif
+from .scanner import (
+    ALLOW_MARKER,
+    MAX_CANDIDATE_CHARS,
+    Finding,
+    TokenId,
+    extract_tokens,
+    find_tokens,
+)
 from .scanner import Context as Context
 from .scanner import Kind as Kind
 
 # The names of the single module this package was (REDACTED, Context and Kind
-# were importable but not in __all__, and still are).
+# were importable but not in __all__, and still are), and the new ones.
 __all__ = [
+    "ALLOW_MARKER",
+    "Baseline",
+    "BaselineError",
+    "BlobFinding",
     "DEFAULT_CHUNK_SIZE",
+    "GitError",
+    "RedactingFilter",
     "GITHUB_KEY_IDENTIFIER_HEADER",
     "GITHUB_SIGNATURE_HEADER",
     "MAX_CANDIDATE_CHARS",
@@ -125,12 +141,18 @@ __all__ = [
     "GitHubFeedback",
     "GitHubPublicKeys",
     "GitHubTokenMatch",
+    "ScanStats",
     "TokenId",
     "classify_github_alert",
     "extract_tokens",
     "find_tokens",
     "handle_github_alert",
+    "redact",
     "redact_tokens",
+    "scan_history",
     "scan_paths",
+    "scan_staged",
+    "scan_stream",
+    "to_sarif",
     "verify_github_alert",
 ]

@@ -18,11 +18,13 @@ from typing import Any, Final, Literal, NamedTuple
 
 import attrs
 
+from .. import _msgpack
 from ..caveats._base import unb64
 from ..macaroon import Macaroon
 from ..nonce import Nonce
 
 __all__ = [
+    "ALLOW_MARKER",
     "MAX_CANDIDATE_CHARS",
     "Finding",
     "TokenId",
@@ -41,6 +43,8 @@ Context = Literal["header", "bundle", "bare"]
 #: continuations a real one fits many times over; a longer run is reported
 #: as ``"malformed"`` without a fingerprint and skipped.
 MAX_CANDIDATE_CHARS: Final = 4 * 1024 * 1024
+#: Written on the line of a token, marks it as accepted (:attr:`Finding.allowed`).
+ALLOW_MARKER: Final = "macaroons-authz: allow"
 
 _OAUTH_LABEL = "fo1_"
 _OAUTH_LENGTH = 43
@@ -56,15 +60,22 @@ _LABEL_RE = re.compile(r"f(?:m(?:2|1[ra])|o1)_")
 # Base64 characters and the escapes of the documented subset, then at most
 # two padding characters, which end a token.
 _MAC_RUN_RE = re.compile(
-    r"(?:[A-Za-z0-9+/]+|\\/|\\u002[bBfF]|%2[bBfF]|\\\r?\n)*(?:=|\\u003[dD]|%3[dD]){0,2}"
+    r"(?:[A-Za-z0-9+/]+|\\/|\\u002[bBfF]|%2[bBfF]|&#(?:43|47|[xX]2[bBfF]);|\\\r?\n)*"
+    r"(?:=|\\u003[dD]|%3[dD]|&#(?:61|[xX]3[dD]);){0,2}"
 )
 _OAUTH_RUN_RE = re.compile(r"[A-Za-z0-9_-]*")
 _GLUED_LABEL_RE = re.compile(r"f(?:m(?:2|1[ra])|o1)\Z")  # a label's letters, before its "_"
 _WS = r"[ \t]{0,64}(?:\r?\n[ \t]{0,64})?"
 _JOIN_RE = re.compile(rf"""(["']){_WS}(?:(?:[+.]|\\(?=\r?\n)){_WS})?\1""")
+# A hard-wrapped line: Markdown or a YAML folded scalar (line break, then
+# indentation), a Windows "^" or shell "\\" continuation.
+_WRAP_RE = re.compile(r"[ \t]{0,8}[\^\\]?\r?\n[ \t]{0,64}")
+_INDENT_RE = re.compile(r"[ \t]{1,64}")
 _NEXT_MEMBER_RE = re.compile(r",[ \t]{0,64}(?=f(?:m(?:2|1[ra])|o1)_)")
 _SCHEME_RE = re.compile(r"(?<![A-Za-z0-9])(?i:flyv1|bearer)[ \t]{1,64}\Z")
-_ESCAPE_RE = re.compile(r"\\/|\\u00(?:2[bBfF]|3[dD])|%(?:2[bBfF]|3[dD])|\\\r?\n")
+_ESCAPE_RE = re.compile(
+    r"\\/|\\u00(?:2[bBfF]|3[dD])|%(?:2[bBfF]|3[dD])|&#(?:43|47|61|[xX](?:2[bBfF]|3[dD]));|\\\r?\n"
+)
 _UNESCAPE = {
     "\\/": "/",
     "\\u002b": "+",
@@ -73,13 +84,19 @@ _UNESCAPE = {
     "%2b": "+",
     "%2f": "/",
     "%3d": "=",
+    "&#43;": "+",
+    "&#47;": "/",
+    "&#61;": "=",
+    "&#x2b;": "+",
+    "&#x2f;": "/",
+    "&#x3d;": "=",
     "\\\n": "",
     "\\\r\n": "",
 }
 
 
 def _unescape(raw: str) -> str:
-    if "\\" not in raw and "%" not in raw:
+    if "\\" not in raw and "%" not in raw and "&" not in raw:
         return raw
     return _ESCAPE_RE.sub(lambda m: _UNESCAPE[m.group().lower()], raw)
 
@@ -165,6 +182,9 @@ class Finding:
         token_id: the :class:`TokenId`.
         location: the macaroon's location (its verifier's URL) for a
             ``"token"``; ``None`` otherwise.
+        allowed: the line holds :data:`ALLOW_MARKER` (say, in a comment
+            after a test fixture's token): the finding is reported, and the
+            command line leaves it out.
     """
 
     path: str | None
@@ -175,6 +195,7 @@ class Finding:
     kind: Kind
     token_id: TokenId
     location: str | None = None
+    allowed: bool = False
 
     def __str__(self) -> str:
         where = self.path if self.path is not None else "<text>"
@@ -194,6 +215,7 @@ class Finding:
             "kind": self.kind,
             "token_id": self.token_id.to_dict(),
             "location": self.location,
+            "allowed": self.allowed,
         }
 
     def to_json(self) -> str:
@@ -219,7 +241,7 @@ class _Hit(NamedTuple):
 
 
 def _ends_padded(piece: str) -> bool:
-    return piece[-6:].lower().endswith(("=", "\\u003d", "%3d"))
+    return piece[-6:].lower().endswith(("=", "\\u003d", "%3d", "&#61;", "&#x3d;"))
 
 
 def _classify_macaroon(label: str, payload: str) -> _Classified:
@@ -232,6 +254,47 @@ def _classify_macaroon(label: str, payload: str) -> _Classified:
     return _Classified("malformed" if _suspicious(payload) else None, label + payload)
 
 
+def _token_bytes(payload: str) -> int | None:
+    """How many bytes the token at the start of base64 *payload* takes, if it is one.
+
+    The MessagePack array of a token says where it ends, and a prefix of a
+    base64 string decodes to a prefix of its bytes: so one decode of a whole
+    joined run tells which join, if any, is the token.
+    """
+    try:
+        data = binascii.a2b_base64(payload[: len(payload) // 4 * 4], strict_mode=True)
+        return _msgpack.value_end(data, 0) if data else None
+    except (binascii.Error, ValueError):  # DecodeError is a ValueError
+        return None
+
+
+def _classify_joined(label: str, pieces: list[str], literal: int) -> tuple[_Classified, int]:
+    """Classify a candidate split into *pieces* (unescaped); return how many it used.
+
+    The first *literal* pieces were joined as string literals; the rest as
+    wrapped lines, which are joined only if the join is a token. The result
+    is the shortest join that is a token, else the join of the literals,
+    decoded once each: linear in the candidate's length.
+    """
+    if len(pieces) > 1:
+        size = _token_bytes("".join(pieces))
+        if size is not None:
+            want, total = (size + 2) // 3 * 4, 0
+            for used, piece in enumerate(pieces, 1):
+                total += len(piece)
+                if total >= want:
+                    if total == want:
+                        joined = _classify_macaroon(label, "".join(pieces[:used]))
+                        if joined.kind == "token":
+                            return joined, used
+                    break
+    best = _classify_macaroon(label, "".join(pieces[:literal]))
+    if best.kind is None:
+        # Too short or too plain to report when joined: so is the first piece.
+        return _Classified(None, label + pieces[0]), 1
+    return best, literal
+
+
 def _extract_macaroon(buf: str, label: str, start: int) -> tuple[_Classified, int, int]:
     """Classify the macaroon candidate whose payload starts at *start*.
 
@@ -242,35 +305,44 @@ def _extract_macaroon(buf: str, label: str, start: int) -> tuple[_Classified, in
     m = _MAC_RUN_RE.match(buf, start)
     assert m is not None  # the pattern matches the empty string
     end = furthest = m.end()
-    pieces = [m.group()]
-    best, best_end = _classify_macaroon(label, _unescape(pieces[0])), end
     # Base64 has no "_": a run followed by one may end in the letters of the
     # next member's label, glued on without a comma ("...AAAfm2_BBB"). The
     # label belongs to the next candidate unless only the whole run is a
     # token (decoding ignores bytes after a token, so both may be).
     glued = _GLUED_LABEL_RE.search(buf, start, end) if buf.startswith("_", end) else None
     if glued is not None:
+        whole = _classify_macaroon(label, _unescape(m.group()))
         cut = _classify_macaroon(label, _unescape(buf[start : glued.start()]))
-        if cut.kind == "token" or best.kind != "token":
-            end = glued.start()
-            pieces = [buf[start:end]]
-            best, best_end = cut, end
-    # Join adjacent string literals while the text so far is not a token.
-    while best.kind != "token" and pieces[-1] and not _ends_padded(pieces[-1]):
-        j = _JOIN_RE.match(buf, end)
+        if cut.kind == "token" or whole.kind != "token":
+            return cut, glued.start(), furthest
+        return whole, end, furthest
+    # Gather the pieces of adjacent string literals and of wrapped lines, in
+    # one pass (a piece starting with a label starts another candidate).
+    raws, ends = [m.group()], [end]
+    literal = 0  # how many pieces were joined as literals, once a line was wrapped
+    while raws[-1] and not _ends_padded(raws[-1]) and end - start <= MAX_CANDIDATE_CHARS:
+        j = _JOIN_RE.match(buf, end) if not literal else None
         if j is None:
+            j = _WRAP_RE.match(buf, end)
+            if j is None and raws[-1].endswith("\n"):
+                j = _INDENT_RE.match(buf, end)  # a backslash continuation, then indentation
+            if j is None:
+                break
+            literal = literal or len(raws)
+        if _LABEL_RE.match(buf, j.end()):
             break
         nxt = _MAC_RUN_RE.match(buf, j.end())
         assert nxt is not None
         furthest = nxt.end()
         if not nxt.group():
             break
-        pieces.append(nxt.group())
+        raws.append(nxt.group())
         end = nxt.end()
-        joined = _classify_macaroon(label, _unescape("".join(pieces)))
-        if joined.kind is not None:
-            best, best_end = joined, end
-    return best, best_end, furthest
+        ends.append(end)
+    if len(raws) == 1:
+        return _classify_macaroon(label, _unescape(raws[0])), end, furthest
+    best, used = _classify_joined(label, [_unescape(r) for r in raws], literal or len(raws))
+    return best, ends[used - 1], furthest
 
 
 def _extract_oauth(buf: str, start: int) -> tuple[_Classified, int, int]:
@@ -293,12 +365,64 @@ def _run_end(buf: str, label: str, start: int) -> int:
     return m.end()
 
 
+def _allows(buf: str, line_start: int, p: int) -> bool:
+    """Whether the line of ``buf[p]``, starting at *line_start* (maybe before buf), allows."""
+    end = buf.find("\n", p)
+    return buf.find(ALLOW_MARKER, max(line_start, 0), end if end >= 0 else len(buf)) >= 0
+
+
 def _token_id(c: _Classified) -> TokenId:
     fingerprint = _fingerprint(c.token)
     if c.macaroon is None:
         return TokenId(None, None, fingerprint)
     nonce = c.macaroon.nonce
     return TokenId((nonce.kid or b"").hex(), (nonce.rnd or b"").hex(), fingerprint)
+
+
+_B64_VALUE_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+# The base64 of a label, or of "FlyV1 ", at the start of an encoded value.
+_B64_LABELS = ("Zm0yX", "Zm0xc", "Zm0xYV", "Zm8xX")
+_B64_SCHEME = "Rmx5VjEg"
+
+
+class _Wrapped:
+    """Finds base64 values that decode to a token or header, in one buffer.
+
+    ``str.find`` for two needles, each remembered until passed, so a buffer
+    is searched once whatever the number of labels in it.
+    """
+
+    __slots__ = ("buf", "label_at", "scheme_at")
+
+    def __init__(self, buf: str) -> None:
+        self.buf = buf
+        self.label_at = self.scheme_at = -2  # -2: not searched yet, -1: none
+
+    def next(self, pos: int) -> int:
+        """The start of the next such value at or after *pos*, or -1."""
+        buf = self.buf
+        while True:
+            if -1 < self.label_at < pos or self.label_at == -2:
+                self.label_at = buf.find("Zm", pos)
+            if -1 < self.scheme_at < pos or self.scheme_at == -2:
+                self.scheme_at = buf.find(_B64_SCHEME, pos)
+            found = [p for p in (self.label_at, self.scheme_at) if p >= 0]
+            if not found:
+                return -1
+            at = min(found)
+            starts = buf.startswith(_B64_LABELS, at) or at == self.scheme_at
+            if starts and (at == 0 or buf[at - 1] not in _B64_CHARS):
+                return at
+            pos = at + 1
+
+
+def _unwrap(value: str) -> str | None:
+    """The text a base64 value encodes, if it is UTF-8."""
+    try:
+        return unb64(value).decode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        return None
 
 
 class _State:
@@ -340,7 +464,11 @@ class _State:
 
 
 def _scan(
-    chunks: Iterable[str], path: str | None, max_candidate: int = MAX_CANDIDATE_CHARS
+    chunks: Iterable[str],
+    path: str | None,
+    max_candidate: int = MAX_CANDIDATE_CHARS,
+    *,
+    unwrap: bool = True,
 ) -> Iterator[_Hit]:
     """Yield a hit for each reported candidate in the text made of *chunks*.
 
@@ -351,6 +479,10 @@ def _scan(
     the scheme) is carried into the next buffer, so chunk boundaries never
     split a token. Lines are counted only up to reported candidates and
     buffer ends, each character once.
+
+    With *unwrap*, a base64 value that starts with the encoding of a label
+    or of ``FlyV1`` is decoded and its text scanned (one level deep); its
+    findings point at the value.
     """
     st = _State()
     carry, carry_abs, scan_from = "", 0, 0
@@ -389,8 +521,31 @@ def _scan(
             else:
                 pos = size
 
+        wrapped = _Wrapped(buf) if unwrap else None
         while st.skipping is None:
             lm = label_search(buf, pos)
+            w = wrapped.next(pos) if wrapped is not None else -1
+            if w >= 0 and (lm is None or w < lm.start()):
+                vm = _B64_VALUE_RE.match(buf, w)
+                assert vm is not None
+                if not final and vm.end() + _MARGIN > size and size - w <= max_candidate:
+                    keep_from = w
+                    break
+                text = _unwrap(vm.group()) if vm.end() - w <= max_candidate else None
+                if text is not None:
+                    st.advance(buf, buf_abs, w)
+                    line, column = st.line, buf_abs + w - st.line_start + 1
+                    allowed = _allows(buf, st.line_start - buf_abs, w)
+                    for hit in _scan((text,), path, max_candidate, unwrap=False):
+                        found = attrs.evolve(
+                            hit.finding,
+                            line=line,
+                            column=column,
+                            allowed=allowed or hit.finding.allowed,
+                        )
+                        yield hit._replace(finding=found)
+                pos = vm.end()
+                continue
             if lm is None:
                 break
             p, label = lm.start(), lm.group()
@@ -419,7 +574,10 @@ def _scan(
                 st.advance(buf, buf_abs, p)
                 tid = TokenId(None, None, None)
                 column = buf_abs + p - st.line_start + 1
-                finding = Finding(path, st.line, column, label, context, "malformed", tid)
+                allowed = _allows(buf, st.line_start - buf_abs, p)
+                finding = Finding(
+                    path, st.line, column, label, context, "malformed", tid, None, allowed
+                )
                 yield _Hit(finding, None, None, None)
                 pos = _run_end(buf, label, lm.end())
                 if not (final or pos + _LONGEST_ESCAPE <= size):
@@ -437,6 +595,7 @@ def _scan(
                     result.kind,
                     _token_id(result),
                     result.macaroon.location if result.macaroon is not None else None,
+                    _allows(buf, st.line_start - buf_abs, p),
                 )
                 yield _Hit(finding, result.token, result.macaroon, result.data)
             pos = end
