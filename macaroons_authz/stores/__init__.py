@@ -20,6 +20,13 @@ follow. Each comes in three versions:
 
 The SQLite stores and the PostgreSQL ones are context managers: leaving the
 ``with`` block closes every connection they opened.
+
+For event loops, :mod:`~macaroons_authz.stores.async_` gives every store an
+async face (:class:`AsyncKeyring`, :class:`AsyncRevocationStore`: memory
+stores inline, others in a worker thread), and
+:mod:`~macaroons_authz.stores.postgres_async` has PostgreSQL stores on
+psycopg's async connections (``AsyncPostgresKeyring``,
+``AsyncPostgresRevocationStore``, imported on first use like the others).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from ._sqlite import StoreError
+from .async_ import AsyncKeyring, AsyncRevocationStore, async_keyring, async_revocations
 from .keyring import (
     Keyring,
     KeyringError,
@@ -46,12 +54,16 @@ from .revocation import (
 
 if TYPE_CHECKING:
     from ._postgres import SchemaError as SchemaError
+    from .postgres_async import AsyncPostgresKeyring as AsyncPostgresKeyring
+    from .postgres_async import AsyncPostgresRevocationStore as AsyncPostgresRevocationStore
     from .postgres_invalidator import PostgresInvalidator as PostgresInvalidator
     from .postgres_keyring import KeyEncryptionError as KeyEncryptionError
     from .postgres_keyring import PostgresKeyring as PostgresKeyring
     from .postgres_revocation import PostgresRevocationStore as PostgresRevocationStore
 
 __all__ = [
+    "AsyncKeyring",
+    "AsyncRevocationStore",
     "Keyring",
     "KeyringError",
     "MemoryKeyring",
@@ -63,6 +75,8 @@ __all__ = [
     "SigningKey",
     "StoreError",
     "UnknownKeyError",
+    "async_keyring",
+    "async_revocations",
     "token_id",
 ]
 
@@ -70,6 +84,8 @@ __all__ = [
 # use, so importing this package never needs psycopg. They stay out of
 # __all__, so that ``from macaroons_authz.stores import *`` does not need it either.
 _POSTGRES = {
+    "AsyncPostgresKeyring": "postgres_async",
+    "AsyncPostgresRevocationStore": "postgres_async",
     "KeyEncryptionError": "postgres_keyring",
     "PostgresInvalidator": "postgres_invalidator",
     "PostgresKeyring": "postgres_keyring",
