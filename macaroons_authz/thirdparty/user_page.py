@@ -24,7 +24,7 @@ the form must come from this page, in this browser:
 * The page cannot be framed (``frame-ancestors 'none'``,
   ``X-Frame-Options: DENY``: no clickjacking of the button), loads nothing
   (``default-src 'none'``), posts only to itself, and sends no
-  ``Referer`` (its URL holds the user secret).
+  ``Referer`` to other origins (its URL holds the user secret).
 
 No secret but the user secret is in a URL; the page shows no secret.
 """
@@ -64,7 +64,8 @@ _SECURITY_HEADERS = [
     ("Cache-Control", "no-store"),
     ("Content-Security-Policy", "default-src 'none'; form-action 'self'; frame-ancestors 'none'"),
     ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
+    # Not no-referrer: with it, browsers send "Origin: null" with the form's post.
+    ("Referrer-Policy", "same-origin"),
     ("X-Content-Type-Options", "nosniff"),
 ]
 
