@@ -28,6 +28,7 @@ from fastapi.testclient import TestClient
 
 from macaroons_authz import (
     Action,
+    AsyncVerifier,
     FlyAccess,
     MemoryKeyring,
     MemoryRevocationStore,
@@ -48,8 +49,15 @@ ORG = 1234
 ACTIONS = {"GET": Action.READ, "DELETE": Action.DELETE}
 
 
-def create_app(verifier: Verifier | Gate, clock: Callable[[], float] = time.time) -> FastAPI:
-    """The API: a public health check, and apps to read or delete with a token."""
+def create_app(
+    verifier: Verifier | AsyncVerifier | Gate, clock: Callable[[], float] = time.time
+) -> FastAPI:
+    """The API: a public health check, and apps to read or delete with a token.
+
+    An :class:`~macaroons_authz.AsyncVerifier` awaits its stores on the
+    event loop; a blocking :class:`~macaroons_authz.Verifier` with stores
+    that are not in memory decides in a thread.
+    """
     app = FastAPI(title="Apps")
     install(app)  # refusals as application/problem+json
 

@@ -42,7 +42,7 @@ from web_framework_checks import (
 )
 from web_helpers import UNAUTHENTICATED_BODY, memory_tokens
 
-from macaroons_authz import Action, FlyAccess, Verifier
+from macaroons_authz import Action, AsyncVerifier, FlyAccess, Verifier
 from macaroons_authz.web import DecisionRecord, Gate
 from macaroons_authz.web.django import MacaroonMiddleware, require
 
@@ -151,12 +151,21 @@ def test_missing_or_wrong_settings_are_improperly_configured() -> None:
         with pytest.raises(ImproperlyConfigured, match="VERIFIER"):
             require(django_app.access)(view)(RequestFactory().get("/"))
     wrong = override_settings(MACAROONS_AUTHZ={"VERIFIER": "django_app.ORG", "ACCESS": "x.y"})
-    with wrong, pytest.raises(ImproperlyConfigured, match="must be a Verifier or a Gate, not int"):
+    with (
+        wrong,
+        pytest.raises(ImproperlyConfigured, match="must be a Verifier or a Gate of one, not int"),
+    ):
         MacaroonMiddleware(view)
     unknown = override_settings(MACAROONS_AUTHZ={"VERIFIER": "no_such_module.verifier"})
     with unknown, pytest.raises(ImproperlyConfigured, match=r"\['VERIFIER'\]: No module named"):
         MacaroonMiddleware(view)
     ring, _ = memory_tokens()
+    # Django's adapter decides synchronously: an async verifier will not do.
+    not_blocking = override_settings(MACAROONS_AUTHZ={"VERIFIER": AsyncVerifier.of(Verifier(ring))})
+    with not_blocking, pytest.raises(ImproperlyConfigured, match="not AsyncVerifier"):
+        MacaroonMiddleware(view)
+    with pytest.raises(TypeError, match="needs a Verifier, not an AsyncVerifier"):
+        require(django_app.access, verifier=Gate(AsyncVerifier.of(Verifier(ring))))
     no_access = override_settings(MACAROONS_AUTHZ={"VERIFIER": Verifier(ring)})
     with no_access, pytest.raises(ImproperlyConfigured, match=r"\['ACCESS'\] is not set"):
         MacaroonMiddleware(view)

@@ -18,7 +18,7 @@ from web_framework_apps import example
 from web_framework_checks import Send, check_outcomes, check_over_sockets, verifiers
 from web_helpers import UNAUTHENTICATED_BODY, memory_tokens
 
-from macaroons_authz import Action, FlyAccess, SQLiteRevocationStore, Verifier
+from macaroons_authz import Action, AsyncVerifier, FlyAccess, SQLiteRevocationStore, Verifier
 from macaroons_authz.web import Authorized, DecisionRecord, Gate
 from macaroons_authz.web.fastapi import install, require
 
@@ -38,11 +38,16 @@ def _sender(app: FastAPI) -> Send:
     return send
 
 
+@pytest.mark.parametrize("face", ["blocking", "async"])
 def test_every_outcome_through_the_test_client(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    face: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ring, tokens = memory_tokens()
+    working: Verifier | AsyncVerifier
+    broken: Verifier | AsyncVerifier
     working, broken = verifiers(ring, tokens, tmp_path)
+    if face == "async":
+        working, broken = AsyncVerifier.of(working), AsyncVerifier.of(broken)
     send = _sender(fastapi_app.create_app(working, clock=lambda: AT))
     check_outcomes(send, _sender(fastapi_app.create_app(broken, clock=lambda: AT)), tokens, caplog)
     # Starlette keeps repeated headers apart: two are refused.
@@ -148,6 +153,9 @@ def test_stores_off_memory_are_read_off_the_event_loop(tmp_path: Path) -> None:
 
     assert TestClient(app).get("/x", headers={"Authorization": t.reader}).status_code == 200
     assert deciders == loop_threads
+    # An async verifier awaits its stores: there is no thread to hand off to.
+    with pytest.raises(ValueError, match="nothing to offload"):
+        require(AsyncVerifier.of(Verifier(ring)), lambda r: _read_42(), offload=True)
 
 
 def _read_42() -> FlyAccess:

@@ -21,7 +21,7 @@ from web_framework_checks import (
 )
 from web_helpers import memory_tokens
 
-from macaroons_authz import Action, FlyAccess, Verifier
+from macaroons_authz import Action, AsyncVerifier, FlyAccess, Verifier
 from macaroons_authz.web import Authorized, DecisionRecord, Gate
 from macaroons_authz.web._frameworks import gate_for
 from macaroons_authz.web.flask import G_ATTRIBUTE, require
@@ -109,15 +109,18 @@ def test_a_gate_of_ones_own_chooses_log_and_retry_after(tmp_path: Path) -> None:
     assert [(r.allowed, r.status) for r in records] == [(False, 503)]
 
 
-def test_views_protected_with_one_verifier_share_one_gate() -> None:
+def test_require_takes_a_blocking_verifier_or_a_gate_of_one() -> None:
     ring, _ = memory_tokens()
     verifier = Verifier(ring)
-    assert gate_for(verifier) is gate_for(verifier)
-    assert gate_for(Verifier(ring)) is not gate_for(verifier)
     own = Gate(verifier)
     assert gate_for(own) is own
+    assert gate_for(verifier).verifier is verifier
     with pytest.raises(TypeError, match="expected a Verifier or a Gate, got str"):
         require("FlyV1 fm2_", lambda request: None)  # type: ignore[arg-type]
+    # Flask decides synchronously: an async verifier would never be awaited.
+    for async_guard in (AsyncVerifier.of(verifier), Gate(AsyncVerifier.of(verifier))):
+        with pytest.raises(TypeError, match="needs a Verifier, not an AsyncVerifier"):
+            require(async_guard, lambda request: None)
 
 
 def test_importing_the_library_imports_no_framework() -> None:

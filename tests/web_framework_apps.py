@@ -21,6 +21,8 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from web_app import AT, _verifier
 
+from macaroons_authz import AsyncVerifier
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -63,5 +65,5 @@ def django_app() -> WSGIApplication:
 
 
 def fastapi_app() -> Any:
-    """For ``uvicorn --factory web_framework_apps:fastapi_app``."""
-    return example("fastapi_app").create_app(_verifier(), clock=lambda: AT)
+    """For ``uvicorn --factory web_framework_apps:fastapi_app``, with an async verifier."""
+    return example("fastapi_app").create_app(AsyncVerifier.of(_verifier()), clock=lambda: AT)

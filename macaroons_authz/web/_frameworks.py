@@ -1,4 +1,4 @@
-"""What the framework adapters share: one gate per verifier, and the async hand-off.
+"""What the framework adapters share: the gate of a verifier, and the async hand-off.
 
 The adapters (:mod:`~macaroons_authz.web.flask`,
 :mod:`~macaroons_authz.web.fastapi`, :mod:`~macaroons_authz.web.django`)
@@ -9,8 +9,6 @@ this module imports no framework.
 from __future__ import annotations
 
 import asyncio
-import threading
-import weakref
 from collections.abc import Sequence
 
 from ..access import Access
@@ -21,23 +19,30 @@ from ._problem import Denial
 
 __all__ = ["decide_async", "gate_for"]
 
-# One gate per verifier: views protected with the same verifier share its
-# gate, so they share one bounded token-id memo rather than one memo each.
-_gates: weakref.WeakKeyDictionary[Verifier, Gate] = weakref.WeakKeyDictionary()
-_gates_lock = threading.Lock()
 
+def gate_for(guard: Verifier | AsyncVerifier | Gate, *, blocking: bool = False) -> Gate:
+    """*guard* if it is a :class:`Gate`, else a gate of the verifier (default log and 503).
 
-def gate_for(guard: Verifier | Gate) -> Gate:
-    """*guard* if it is a :class:`Gate`, else the one gate (default log and 503) of the verifier."""
+    Args:
+        guard: a verifier, or a gate of one.
+        blocking: the adapter decides synchronously (Flask, Django), so the
+            gate's verifier must be a blocking :class:`~macaroons_authz.Verifier`.
+
+    Raises:
+        TypeError: *guard* is neither, or an async verifier where a
+            blocking one is needed.
+    """
     if isinstance(guard, Gate):
-        return guard
-    if not isinstance(guard, Verifier):
+        gate = guard
+    elif isinstance(guard, Verifier | AsyncVerifier):
+        gate = Gate(guard)
+    else:
         raise TypeError(f"expected a Verifier or a Gate, got {type(guard).__name__}")
-    with _gates_lock:
-        gate = _gates.get(guard)
-        if gate is None:
-            _gates[guard] = gate = Gate(guard)
-        return gate
+    if blocking and not isinstance(gate.verifier, Verifier):
+        raise TypeError(
+            "this adapter decides synchronously: it needs a Verifier, not an AsyncVerifier"
+        )
+    return gate
 
 
 async def decide_async(

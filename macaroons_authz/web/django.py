@@ -6,7 +6,7 @@ by this module only.
 Both read the ``MACAROONS_AUTHZ`` setting, a dict::
 
     MACAROONS_AUTHZ = {
-        "VERIFIER": "myservice.auth.verifier",  # a Verifier or a Gate
+        "VERIFIER": "myservice.auth.verifier",  # a Verifier, or a Gate of one
         "ACCESS": "myservice.auth.access",  # request -> Access | None
     }
 
@@ -79,10 +79,12 @@ def _configured_gate() -> Gate:
     if _configured:
         return _configured[0]
     guard = _setting("VERIFIER")
-    if not isinstance(guard, Verifier | Gate):
+    # Django's adapter decides synchronously: an AsyncVerifier will not do.
+    verifier = guard.verifier if isinstance(guard, Gate) else guard
+    if not isinstance(verifier, Verifier):
         raise ImproperlyConfigured(
-            f"settings.{SETTING}['VERIFIER'] must be a Verifier or a Gate, "
-            f"not {type(guard).__name__}"
+            f"settings.{SETTING}['VERIFIER'] must be a Verifier or a Gate of one, "
+            f"not {type(verifier).__name__}"
         )
     gate = gate_for(guard)
     _configured[:] = [gate]
@@ -154,8 +156,8 @@ def require(
         access: maps the request to the :class:`~macaroons_authz.Access` it
             needs (``request.resolver_match.kwargs`` holds the path's
             parameters), or to ``None``.
-        verifier: a :class:`~macaroons_authz.Verifier` or
-            :class:`~macaroons_authz.web.Gate`; by default the setting's
+        verifier: a blocking :class:`~macaroons_authz.Verifier`, or a
+            :class:`~macaroons_authz.web.Gate` of one; by default the setting's
             ``VERIFIER``, read at the first request (and again after the
             setting changes, as under ``override_settings``).
 
@@ -164,7 +166,7 @@ def require(
     when the stores are not in memory, as
     :class:`~macaroons_authz.web.ASGIMiddleware` does.
     """
-    fixed = None if verifier is None else gate_for(verifier)
+    fixed = None if verifier is None else gate_for(verifier, blocking=True)
 
     def gate() -> Gate:
         return _configured_gate() if fixed is None else fixed

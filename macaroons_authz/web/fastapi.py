@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from ..access import Access
+from ..async_verifier import AsyncVerifier
 from ..verifier import Verifier
 from ._core import Authorized, Gate
 from ._frameworks import decide_async, gate_for
@@ -85,7 +86,7 @@ def install(app: Starlette) -> None:
 
 
 def require(
-    verifier: Verifier | Gate,
+    verifier: Verifier | AsyncVerifier | Gate,
     access: Callable[[Request], Access | None],
     *,
     offload: bool | None = None,
@@ -102,17 +103,28 @@ def require(
     :class:`~macaroons_authz.web.ASGIMiddleware`.
 
     Args:
-        verifier: a :class:`~macaroons_authz.Verifier` (one gate per
-            verifier, with the default decision log), or a
-            :class:`~macaroons_authz.web.Gate` of your own.
+        verifier: an :class:`~macaroons_authz.AsyncVerifier`, which awaits
+            its stores on the event loop, or a blocking
+            :class:`~macaroons_authz.Verifier`; either gets a
+            :class:`~macaroons_authz.web.Gate` with the default decision log
+            and ``Retry-After``. Or a :class:`~macaroons_authz.web.Gate` of
+            your own, to choose them.
         access: maps the request (``request.path_params`` holds the path's
             parameters) to the :class:`~macaroons_authz.Access` it needs,
             or to ``None``.
-        offload: decide in a thread (:func:`asyncio.to_thread`); ``None``
-            chooses as :class:`~macaroons_authz.web.ASGIMiddleware` does
-            (inline for the in-memory stores, in a thread otherwise).
+        offload: with a blocking verifier, decide in a thread
+            (:func:`asyncio.to_thread`); ``None`` chooses as
+            :class:`~macaroons_authz.web.ASGIMiddleware` does (inline for
+            the in-memory stores, in a thread otherwise). An async verifier
+            never needs one: ``True`` is refused.
+
+    Raises:
+        TypeError: *verifier* is none of those.
+        ValueError: ``offload=True`` with an async verifier.
     """
     gate = gate_for(verifier)
+    if isinstance(gate.verifier, AsyncVerifier) and offload:
+        raise ValueError("an AsyncVerifier awaits its stores: there is nothing to offload")
     hand_off = _may_block(gate.verifier) if offload is None else offload
 
     async def authorized(

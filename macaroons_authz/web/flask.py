@@ -48,11 +48,11 @@ def require(
     """A decorator: the view runs only if the request's token allows ``access(request)``.
 
     Args:
-        verifier: verifies headers. A :class:`~macaroons_authz.Verifier`
-            gets one :class:`~macaroons_authz.web.Gate` with the default
-            decision log and ``Retry-After``, shared by every view it
-            protects; pass your own :class:`~macaroons_authz.web.Gate` to
-            choose them.
+        verifier: verifies headers: a blocking
+            :class:`~macaroons_authz.Verifier` (Flask is WSGI), which gets a
+            :class:`~macaroons_authz.web.Gate` with the default decision log
+            and ``Retry-After``; or a :class:`~macaroons_authz.web.Gate` of
+            your own, to choose them.
         access: maps the request (:data:`flask.request`, whose
             ``view_args`` hold the path's parameters) to the
             :class:`~macaroons_authz.Access` it needs, or to ``None`` when
@@ -62,8 +62,12 @@ def require(
     ``flask.g.macaroons_authz`` (:data:`G_ATTRIBUTE`); a refused one gets the
     gate's 401, 403 or 503 ``application/problem+json`` response and the
     view does not run. ``async def`` views are decorated alike.
+
+    Raises:
+        TypeError: *verifier* is not a :class:`~macaroons_authz.Verifier`
+            or a gate of one.
     """
-    gate = gate_for(verifier)
+    gate = gate_for(verifier, blocking=True)
 
     def check() -> flask.Response | None:
         request = flask.request
