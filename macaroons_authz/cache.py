@@ -367,9 +367,15 @@ class VerificationCache:
             return now, self._cursor
 
     def _feed_read(self, now: float, revoked: Sequence[Revocation], cursor: int) -> None:
-        """Apply a successful read of the feed, begun at *now*."""
+        """Apply a successful read of the feed, begun at *now*.
+
+        Revocations at or before the cursor were applied by an earlier read
+        (concurrent reads return the same ones): dropping them again would
+        only refuse the results of verifications that began after them.
+        """
         with self._lock:
-            self._drop({r.token_id for r in revoked}, cursor)
+            applied = self._cursor
+            self._drop({r.token_id for r in revoked if r.seq > applied}, cursor)
             if self._polled_at is None or now > self._polled_at:
                 self._polled_at = now
 
