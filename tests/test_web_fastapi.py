@@ -4,6 +4,7 @@ No "from __future__ import annotations": FastAPI reads the annotations of
 routes defined inside functions.
 """
 
+import asyncio
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from web_helpers import UNAUTHENTICATED_BODY, memory_tokens
 
 from macaroons_authz import Action, AsyncVerifier, FlyAccess, SQLiteRevocationStore, Verifier
 from macaroons_authz.web import Authorized, DecisionRecord, Gate
-from macaroons_authz.web.fastapi import install, require
+from macaroons_authz.web.fastapi import install, problem_response, require
 
 fastapi_app = example("fastapi_app")
 
@@ -165,3 +166,9 @@ def _read_42() -> FlyAccess:
 def test_under_uvicorn(tmp_path: Path) -> None:
     with serve("uvicorn", tmp_path, "web_framework_apps:fastapi_app") as server:
         check_over_sockets(server)
+
+
+def test_the_handler_answers_refusals_only() -> None:
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": []})
+    with pytest.raises(ValueError, match="not a refusal"):
+        asyncio.run(problem_response(request, ValueError("not a refusal")))

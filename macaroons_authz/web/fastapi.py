@@ -75,7 +75,8 @@ class Refused(HTTPException):
 
 async def problem_response(request: Request, exc: Exception) -> Response:
     """The exception handler for :class:`Refused`: the denial's exact response."""
-    assert isinstance(exc, Refused)  # registered for Refused only
+    if not isinstance(exc, Refused):
+        raise exc  # registered for something else: not ours to answer
     denial = exc.denial
     return Response(denial.body, denial.status, headers=dict(denial.headers))
 
