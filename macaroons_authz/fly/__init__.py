@@ -3,6 +3,10 @@
 * :func:`discover_token` finds the token flyctl would use;
 * :class:`TokenSet` holds a user's macaroons and OAuth tokens apart and
   makes the headers Fly.io's services take;
+* :class:`Discharger` fetches the authentication service's discharges and
+  refreshes them before they expire; :class:`Refresher` does it in a
+  background thread, and :func:`write_access_token` saves the tokens to
+  flyctl's ``config.yml``, atomically;
 * :mod:`~macaroons_authz.fly.recipes` makes flyctl's restricted kinds of
   token from one you hold;
 * :class:`MachinesAPIClient` asks Fly.io's Machines API to verify tokens
@@ -13,6 +17,8 @@
 
 from __future__ import annotations
 
+from .config_file import ACCESS_TOKEN_KEY, ConfigChangedError, write_access_token
+from .discharges import DEFAULT_REFRESH_MARGIN, Discharger, RefreshResult
 from .discovery import (
     ACCESS_TOKEN_ENV,
     API_TOKEN_ENV,
@@ -78,16 +84,21 @@ from .recipes import (
     readonly_token,
     ssh_token,
 )
+from .refresher import Refresher
 from .token_set import DEFAULT_ADVANCE_PRUNE, TokenSet, unverified_expiration
 
 __all__ = [
     "ACCESS_TOKEN_ENV",
+    "ACCESS_TOKEN_KEY",
     "API_TOKEN_ENV",
     "APP_FEATURE_IMAGES",
     "AUTHENTICATE_PATH",
     "AUTHORIZE_PATH",
     "AUTH_LOCATIONS",
     "CONFIG_DIR_ENV",
+    "ConfigChangedError",
+    "DEFAULT_REFRESH_MARGIN",
+    "Discharger",
     "DEFAULT_ADVANCE_PRUNE",
     "DEFAULT_TOKEN_EXPIRY",
     "DiscoveredToken",
@@ -119,6 +130,8 @@ __all__ = [
     "MissingExtraError",
     "NoFlyTokenError",
     "RemoteUnauthorizedError",
+    "RefreshResult",
+    "Refresher",
     "RemoteVerificationError",
     "SSH_MUTATIONS",
     "TokenSet",
@@ -139,4 +152,5 @@ __all__ = [
     "ssh_token",
     "token_uuids",
     "unverified_expiration",
+    "write_access_token",
 ]

@@ -164,6 +164,19 @@ def discover_token(
 
 def _read_access_token(path: Path) -> str | None:
     """``access_token`` of the config file; ``None`` if the file or the key is absent or empty."""
+    doc = _read_config(path)
+    if doc is None:
+        return None
+    value = doc.get("access_token")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise FlyConfigError("access_token is not a string", path)
+    return value if value.strip() else None
+
+
+def _read_config(path: Path) -> dict[Any, Any] | None:
+    """The config file's YAML mapping; ``None`` if the file is absent or empty."""
     try:
         with path.open("rb") as f:
             data = f.read(MAX_CONFIG_SIZE + 1)
@@ -178,12 +191,7 @@ def _read_access_token(path: Path) -> str | None:
         return None
     if not isinstance(doc, dict):
         raise FlyConfigError("not a YAML mapping", path)
-    value = doc.get("access_token")
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise FlyConfigError("access_token is not a string", path)
-    return value if value.strip() else None
+    return doc
 
 
 def _load_yaml(data: bytes, path: Path) -> Any:
