@@ -169,6 +169,14 @@ from .thirdparty.bundle import (
     has_caveat,
     is_kind,
 )
+from .thirdparty.jwks import (
+    DiscoveryError,
+    JWKSProvider,
+    KeyFetchError,
+    KeySetError,
+    KeySource,
+    StaleKeySetError,
+)
 from .thirdparty.sso import (
     GOOGLE_ISSUERS,
     ExpiredTokenError,
@@ -252,6 +260,7 @@ __all__ = [
     "DischargeRequest",
     "DischargeService",
     "DischargeTimeoutError",
+    "DiscoveryError",
     "ExpiredTokenError",
     "FailedMacaroon",
     "FeatureSet",
@@ -277,6 +286,10 @@ __all__ = [
     "InvalidSignatureError",
     "IsMember",
     "IsUser",
+    "JWKSProvider",
+    "KeyFetchError",
+    "KeySetError",
+    "KeySource",
     "Keyring",
     "KeyringError",
     "Macaroon",
@@ -314,6 +327,7 @@ __all__ = [
     "SQLiteKeyring",
     "SQLiteRevocationStore",
     "SigningKey",
+    "StaleKeySetError",
     "StorageObjects",
     "StoreError",
     "TicketRequest",

@@ -27,9 +27,10 @@ share: paths, decisions, errors), :mod:`~macaroons_authz.thirdparty.flows`
 (the service's deferred flows), :mod:`~macaroons_authz.thirdparty.service`,
 :mod:`~macaroons_authz.thirdparty.client`,
 :mod:`~macaroons_authz.thirdparty.bundle` (a header's permission tokens and
-their discharges, matched by ticket), and
+their discharges, matched by ticket),
 :mod:`~macaroons_authz.thirdparty.sso` (the identities an authentication
-third party discharges with).
+third party discharges with), and :mod:`~macaroons_authz.thirdparty.jwks`
+(an OpenID Connect issuer's signing keys, fetched and cached).
 """
 
 from .client import DischargeClient

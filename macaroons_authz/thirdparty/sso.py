@@ -31,8 +31,8 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from cryptography.exceptions import InvalidSignature
@@ -55,6 +55,9 @@ from ..caveats.core import ValidityWindow
 from ..caveats.registry import CaveatRegistry
 from ..errors import AttenuationError, UnauthorizedError, VerificationError
 from ..macaroon import Macaroon, discharge_ticket
+
+if TYPE_CHECKING:
+    from .jwks import KeySource
 
 __all__ = [
     "GOOGLE_ISSUERS",
@@ -149,7 +152,7 @@ class WrongHostedDomainError(HostedDomainError):
 
 def verify_google_id_token(
     id_token: str,
-    jwks: Mapping[str, Any],
+    jwks: Mapping[str, Any] | KeySource | Callable[[str], Mapping[str, Any]],
     *,
     audience: str | Sequence[str],
     now: float,
@@ -161,9 +164,10 @@ def verify_google_id_token(
     """Verify a Google OpenID Connect id_token and return who it names.
 
     The token is parsed strictly as a compact JWS; only ``RS256`` is
-    accepted. Its key is chosen by ``kid`` from *jwks* (Google's published
-    key set, fetched and cached by the caller; nothing is fetched here).
-    Then the claims are checked:
+    accepted. Its key is chosen by ``kid`` from *jwks*: Google's published
+    key set, or where to get it by ``kid``, such as a
+    :class:`~macaroons_authz.JWKSProvider` (nothing is fetched here
+    otherwise). Then the claims are checked:
 
     * ``iss`` is one of *issuer*;
     * ``aud`` (a string or a list) lists only our client ids, at least one;
@@ -180,7 +184,12 @@ def verify_google_id_token(
 
     Args:
         id_token: the compact JWS.
-        jwks: a JSON Web Key Set document: ``{"keys": [...]}``.
+        jwks: a JSON Web Key Set document (``{"keys": [...]}``), or a
+            :class:`~macaroons_authz.KeySource` (an object with
+            ``keys_for(kid)``, such as :meth:`JWKSProvider.google()
+            <macaroons_authz.JWKSProvider.google>`), or a callable
+            ``kid -> key set``; asked only once the header names an RS256
+            key.
         audience: our OAuth client id(s).
         now: the current time, unix seconds.
         issuer: the accepted issuer(s).
@@ -189,7 +198,9 @@ def verify_google_id_token(
         hosted_domain: the Google Workspace domain required, if any.
 
     Raises:
-        IdentityError: a subclass naming the check that failed.
+        IdentityError: a subclass naming the check that failed; a
+            :class:`~macaroons_authz.KeySetError` when a provider has no
+            usable keys.
         InvalidAccessError: *now* is NaN, infinite or not a number (a NaN
             would pass every time check).
     """
@@ -209,7 +220,7 @@ def verify_google_id_token(
     kid = header.get("kid")
     if not isinstance(kid, str):
         raise UnknownSigningKeyError("id_token names no signing key")
-    key = _rsa_key(jwks, kid)
+    key = _rsa_key(_key_set(jwks, kid), kid)
     if len(signature) != (key.key_size + 7) // 8:
         raise InvalidSignatureError("id_token signature is invalid")
     try:
@@ -303,6 +314,16 @@ def _parse_jws(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes
     claims = _json_object(_b64url(parts[1], "payload"), "payload")
     signature = _b64url(parts[2], "signature")
     return header, claims, f"{parts[0]}.{parts[1]}".encode("ascii"), signature
+
+
+def _key_set(source: object, kid: str) -> Any:
+    """The key set *source* is, or gives for *kid* (a provider, or a callable)."""
+    if isinstance(source, Mapping):
+        return source
+    keys_for = getattr(source, "keys_for", None)
+    if callable(keys_for):
+        return keys_for(kid)
+    return source(kid) if callable(source) else source
 
 
 def _jwk_int(jwk: Mapping[str, Any], name: str) -> int:
