@@ -41,6 +41,7 @@ from macaroons_authz import (
     MacaroonError,
     StaleKeySetError,
     UnknownSigningKeyError,
+    WrongIssuerError,
     verify_google_id_token,
 )
 from macaroons_authz.thirdparty.jwks import MAX_REDIRECTS
@@ -686,6 +687,32 @@ def test_key_sources_of_every_kind_verify(
     with pytest.raises(IdentityError):
         verify(f"{head}.{token.split('.', 1)[1]}", by_kid, idp.issuer)
     assert asked == ["k1"]
+
+
+def test_a_provider_refuses_tokens_for_another_issuer_signed_with_its_keys(
+    idp: Issuer, make: Callable[..., JWKSProvider], k1: Any
+) -> None:
+    provider = make()
+    assert provider.issuers == (idp.issuer,)
+    claims_google = id_token(k1, "k1", "https://accounts.google.com")
+    # The issuer argument (Google's, by default) allows it; the provider's keys do not.
+    with pytest.raises(WrongIssuerError, match="not the key provider's"):
+        verify_google_id_token(claims_google, provider, audience=CLIENT_ID, now=NOW)
+    assert verify_google_id_token(claims_google, idp.jwks(), audience=CLIENT_ID, now=NOW) == WHO
+    assert JWKSProvider.google().issuers == GOOGLE_ISSUERS
+
+
+def test_stale_keys_when_no_fetch_is_due_say_so(
+    idp: Issuer, make: Callable[..., JWKSProvider], clock: Clock, k1: Any
+) -> None:
+    idp.cache_control = "no-store"
+    keys = make(min_max_age=0, default_max_age=0, max_staleness=5, refetch_interval=30)
+    good = id_token(k1, "k1", idp.issuer)
+    assert verify(good, keys, idp.issuer) == WHO
+    clock.t += 6
+    with pytest.raises(StaleKeySetError, match="the next fetch is not due yet"):
+        verify(good, keys, idp.issuer)
+    assert idp.count("/jwks") == 1
 
 
 def test_key_set_errors_are_identity_errors() -> None:

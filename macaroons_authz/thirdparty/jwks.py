@@ -259,6 +259,17 @@ class JWKSProvider:
         """The issuer whose keys these are."""
         return self._issuer
 
+    @property
+    def issuers(self) -> tuple[str, ...]:
+        """The ``iss`` values its id_tokens may carry.
+
+        The issuer; for Google also ``accounts.google.com``, which Google
+        documents as the same issuer.
+        :func:`~macaroons_authz.verify_google_id_token` refuses an id_token
+        verified with these keys whose ``iss`` is not one of them.
+        """
+        return GOOGLE_ISSUERS if self._issuer == GOOGLE_ISSUERS[0] else (self._issuer,)
+
     def __repr__(self) -> str:
         return f"<JWKSProvider {self._issuer}>"
 
@@ -323,9 +334,10 @@ class JWKSProvider:
             raise copy.copy(failure)
         overdue = self._clock() - keys.expires
         if overdue > self._max_staleness:
+            why = failure or "the next fetch is not due yet"
             raise StaleKeySetError(
                 f"the keys of {self._issuer} are {overdue:.0f}s past their max-age and "
-                f"could not be refetched: {failure}",
+                f"could not be refetched: {why}",
                 overdue=overdue,
             )
         return keys.jwks

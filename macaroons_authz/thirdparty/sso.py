@@ -169,7 +169,8 @@ def verify_google_id_token(
     :class:`~macaroons_authz.JWKSProvider` (nothing is fetched here
     otherwise). Then the claims are checked:
 
-    * ``iss`` is one of *issuer*;
+    * ``iss`` is one of *issuer* (and, with a key provider that has
+      ``issuers``, one of those);
     * ``aud`` (a string or a list) lists only our client ids, at least one;
       with several audiences, ``azp`` must be present and one of ours;
     * ``exp`` has not passed and ``iat`` (and ``nbf``, if present) is not in
@@ -231,6 +232,10 @@ def verify_google_id_token(
     issuers = (issuer,) if isinstance(issuer, str) else tuple(issuer)
     if claims.get("iss") not in issuers:
         raise WrongIssuerError("id_token issuer is not trusted")
+    # A provider's keys sign for its own issuer only, whatever *issuer* allows.
+    own = None if isinstance(jwks, Mapping) else getattr(jwks, "issuers", None)
+    if own is not None and claims.get("iss") not in own:
+        raise WrongIssuerError("id_token issuer is not the key provider's")
     _check_audience(claims, (audience,) if isinstance(audience, str) else tuple(audience))
     exp = _number(claims, "exp")
     iat = _number(claims, "iat")
