@@ -371,11 +371,12 @@ def test_approve_and_a_user_page_are_exclusive() -> None:
     def page(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         return []
 
-    with pytest.raises(ValueError, match="not both"):
-        DischargeService(
-            LOCATION, new_encryption_key(), lambda r: Defer(), user_page=page,
-            approve=lambda f, h: Approve(),
-        )  # fmt: skip
+    for other in ({"user_page": page}, {"user_url": lambda secret: "https://x.test/" + secret}):
+        with pytest.raises(ValueError, match="not both"):
+            DischargeService(
+                LOCATION, new_encryption_key(), lambda r: Defer(), approve=lambda f, h: Approve(),
+                **other,  # type: ignore[arg-type]
+            )  # fmt: skip
 
 
 # -- the ASGI form ---------------------------------------------------------------------

@@ -88,7 +88,7 @@ class DischargeService:
             Approve and Deny buttons, protected against cross-site request
             forgery; Approve calls *approve* with the :class:`PendingFlow`
             and the browser's request headers, and finishes the flow with
-            the decision it returns. Not with *user_page*.
+            the decision it returns. Not with *user_page* or *user_url*.
         user_url: builds the user URL from a user secret, when the page
             lives elsewhere.
         flows: where deferred flows are kept: a
@@ -135,8 +135,9 @@ class DischargeService:
         _seconds(flow_ttl, "flow_ttl")
         if max_flows < 1:
             raise ValueError("max_flows must be positive")
-        if user_page is not None and approve is not None:
-            raise ValueError("give user_page or approve, not both")
+        if approve is not None and (user_page is not None or user_url is not None):
+            # The page is served at the service's own user URLs.
+            raise ValueError("give approve or user_page/user_url, not both")
         parts = urllib.parse.urlsplit(location)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("location must be an absolute http(s) URL")
