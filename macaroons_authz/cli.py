@@ -1,8 +1,9 @@
-"""``python -m macaroons_authz``: inspect, verify, attenuate, mint, scan.
+"""``python -m macaroons_authz``: inspect, verify, attenuate, mint, scan, 3p.
 
 Every command reads tokens from its argument or from standard input (``-``
-or no argument) and never prints a token's tail; only ``mint`` and
-``attenuate``, whose job is to make a token, print one. Errors are one line
+or no argument); given none, it takes the Fly.io token flyctl would use
+(:mod:`._cli_fly`). It never prints a token's tail; only ``mint``,
+``attenuate`` and ``3p``, whose job is to make a token, print one. Errors are one line
 on standard error starting with ``error:`` and exit 2; a denial or an
 inauthentic token exits 1.
 """
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
-from . import __version__, crypto
+from . import __version__, _cli_fly, crypto
 from ._inspect import caveat_json, describe, printable, read_members, utc, write_text
 from .access import FlyAccess
 from .caveats._base import go_json
@@ -67,7 +68,12 @@ def _error_line(message: str) -> str:
 
 
 def _read_input(arg: str | None, stdin: TextIO) -> str:
-    text = _read_bounded(stdin, "standard input") if arg is None or arg == "-" else arg
+    if arg is None and _cli_fly.interactive(stdin):
+        text = _cli_fly.discovered()  # no token given: the one flyctl would use
+    else:
+        text = _read_bounded(stdin, "standard input") if arg is None or arg == "-" else arg
+        if arg is None and not text.strip():
+            text = _cli_fly.discovered()
     text = text.strip()
     if text.lower().startswith("authorization:"):
         text = text.split(":", 1)[1].strip()
@@ -253,6 +259,13 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
 
 
 def _cmd_attenuate(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
+    if (args.file is None) == (args.kind is None):
+        raise UsageError("give -f CAVEATS.json or --kind KIND (one of them)")
+    if args.kind is not None:
+        if args.location != FLY_PERMISSION_LOCATION:
+            raise UsageError("--kind makes Fly.io tokens: it takes no --location")
+        out.write(_cli_fly.apply_kind(_read_input(args.token, stdin), args, minted=False) + "\n")
+        return 0
     caveats = CaveatSet.from_json(_read_text(args.file))
     text = _read_input(args.token, stdin)
     pieces = [p.strip() for p in split_header(text)]
@@ -344,7 +357,10 @@ def _cmd_mint(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
         expires_in=args.expires_in,
         now=args.now,
     )
-    out.write(to_header(token) + "\n")
+    header = to_header(token)
+    if args.kind is not None:
+        header = _cli_fly.apply_kind(header, args, minted=True)
+    out.write(header + "\n")
     return 0
 
 
@@ -442,7 +458,8 @@ Handler = Callable[[argparse.Namespace, TextIO, TextIO], int]
 def _parser() -> _Parser:
     parser = _Parser(
         prog="python -m macaroons_authz",
-        description="Fly.io-compatible macaroon tokens: inspect, verify, attenuate, mint, scan.",
+        description="Fly.io-compatible macaroon tokens: "
+        "inspect, verify, attenuate, mint, scan, 3p.",
     )
     parser.add_argument("--version", action="version", version=f"macaroons-authz {__version__}")
     commands = parser.add_subparsers(
@@ -466,7 +483,8 @@ def _parser() -> _Parser:
             nargs="?",
             metavar="TOKEN",
             help="a token, a comma-separated bundle or an Authorization header; "
-            "standard input if '-' or absent",
+            "standard input if '-' or absent; if absent and nothing is piped, "
+            "the Fly.io token flyctl would use",
         )
 
     def location_arg(sub: _Parser) -> None:
@@ -520,10 +538,10 @@ def _parser() -> _Parser:
         _cmd_attenuate,
     )
     token_arg(sub)
-    sub.add_argument(
-        "-f", "--file", required=True, metavar="CAVEATS.json", help="the caveats to add"
-    )
+    sub.add_argument("-f", "--file", metavar="CAVEATS.json", help="the caveats to add")
+    _cli_fly.add_kind_arguments(sub, expiry=_duration)
     location_arg(sub)
+    now_arg(sub)
 
     sub = command(
         "mint",
@@ -543,6 +561,7 @@ def _parser() -> _Parser:
     sub.add_argument("--actions", type=_actions, help="allowed actions, letters of rwcdC")
     sub.add_argument("--expires-in", type=_duration, metavar="DURATION", help="e.g. 30m, 12h, 7d")
     sub.add_argument("--machine", action="append", default=[], help="Machine id (repeatable)")
+    _cli_fly.add_kind_arguments(sub, expiry=None)
     now_arg(sub)
 
     keys = command(
@@ -569,6 +588,8 @@ def _parser() -> _Parser:
         _cmd_scan,
     )
     scan_cli.add_arguments(sub)
+
+    _cli_fly.add_3p(commands, _Parser, _read_input)
 
     command(
         "demo",
