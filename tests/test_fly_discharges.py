@@ -193,6 +193,14 @@ def test_fetches_the_missing_discharge_with_the_oauth_token_as_bearer(
     assert not bundle.failed
 
 
+def test_token_set_refresh_is_the_dischargers(auth: tuple[FlyAuth, int], clock: Clock) -> None:
+    _, port = auth
+    d, _ = discharger(port)
+    result = undischarged().refresh(clock(), discharger=d)
+    assert (result.fetched, result.error) == (1, None)
+    assert d.missing(result.tokens) == {}
+
+
 def test_nothing_is_fetched_while_the_discharge_is_fresh(
     auth: tuple[FlyAuth, int], clock: Clock
 ) -> None:

@@ -9,6 +9,10 @@ from macaroons_authz import (
     MEMBER_FEATURES,
     Action,
     Bundle,
+    DischargeRequest,
+    FlyioIdentity,
+    GitHubIdentity,
+    GoogleIdentity,
     IfPresent,
     MaxValidity,
     MemoryKeyring,
@@ -39,7 +43,11 @@ from macaroons_authz.fly import (
     LOCATION_SECRETS,
     MACHINES_API_INTERNAL_URL,
     MACHINES_API_URL,
+    flyio_organization_ids,
+    flyio_user_ids,
     get_max_validity,
+    github_org_ids,
+    google_hds,
     is_auth_token,
     is_for_org,
     is_for_org_unverified,
@@ -145,3 +153,20 @@ def test_get_max_validity_is_the_shortest() -> None:
     assert get_max_validity([MaxValidity(3600), ValidityWindow(0, 1), MaxValidity(60)]) == 60
     # As Go's GetCaveats finds them, those inside IfPresent count too.
     assert get_max_validity([MaxValidity(60), IfPresent((MaxValidity(5),), Action.ALL)]) == 5
+
+
+def test_discharge_request_ids_as_go_collects_them() -> None:
+    # superfly/macaroon auth/discharge_request.go: FlyioUserIDs, FlyioOrganizationIDs,
+    # GoogleHDs, GitHubOrgIDs collect each id once (Go's map keys; sorted here).
+    request = DischargeRequest(
+        flyio=[FlyioIdentity(9, (3, 1)), FlyioIdentity(2, (1, 5)), FlyioIdentity(9)],
+        google=[GoogleIdentity(1, "b.example"), GoogleIdentity(2, "a.example"), GoogleIdentity(3)],
+        github=[GitHubIdentity(1, "ada", (40, 7)), GitHubIdentity(2, "bob", (7,))],
+        at=NOW,
+    )
+    assert flyio_user_ids(request) == (2, 9)
+    assert flyio_organization_ids(request) == (1, 3, 5)
+    assert google_hds(request) == ("", "a.example", "b.example")
+    assert github_org_ids(request) == (7, 40)
+    empty = DischargeRequest(at=NOW)
+    assert (flyio_user_ids(empty), google_hds(empty), github_org_ids(empty)) == ((), (), ())

@@ -33,7 +33,11 @@ from .discovery import (
     discover_token,
 )
 from .helpers import (
+    flyio_organization_ids,
+    flyio_user_ids,
     get_max_validity,
+    github_org_ids,
+    google_hds,
     is_auth_token,
     is_for_org,
     is_for_org_unverified,
@@ -138,7 +142,11 @@ __all__ = [
     "TokenSource",
     "config_path",
     "discover_token",
+    "flyio_organization_ids",
+    "flyio_user_ids",
     "get_max_validity",
+    "github_org_ids",
+    "google_hds",
     "is_auth_token",
     "is_for_org",
     "is_for_org_unverified",

@@ -1,8 +1,10 @@
 """Small Fly.io helpers that Go's ``flyio`` and ``auth`` packages have.
 
 Bundle predicates for the well-known locations and for an organization,
-the ids Fly.io logs tokens by (nonce UUIDs and "nonce emails"), and the
-longest discharge validity a ticket allows.
+the ids Fly.io logs tokens by (nonce UUIDs and "nonce emails"), the
+longest discharge validity a ticket allows, and the ids a
+:class:`~macaroons_authz.DischargeRequest` holds (Go's
+``auth.DischargeRequest`` methods).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Iterable
 
 from ..access import FlyAccess
 from ..caveats._base import Caveat
-from ..caveats.auth import MaxValidity
+from ..caveats.auth import DischargeRequest, MaxValidity
 from ..caveats.caveat_set import CaveatSet
 from ..caveats.resset import Action
 from ..errors import UnauthorizedError
@@ -33,7 +35,11 @@ from .locations import (
 )
 
 __all__ = [
+    "flyio_organization_ids",
+    "flyio_user_ids",
     "get_max_validity",
+    "github_org_ids",
+    "google_hds",
     "is_auth_token",
     "is_for_org",
     "is_for_org_unverified",
@@ -112,3 +118,32 @@ def get_max_validity(caveats: Iterable[Caveat]) -> int | None:
     """
     found = CaveatSet(list(caveats)).of_type(MaxValidity)
     return min((c.seconds for c in found), default=None)
+
+
+def flyio_user_ids(request: DischargeRequest) -> tuple[int, ...]:
+    """The Fly.io user ids of *request*'s identities, once each, ascending (``FlyioUserIDs``)."""
+    return tuple(sorted({f.user_id for f in request.flyio}))
+
+
+def flyio_organization_ids(request: DischargeRequest) -> tuple[int, ...]:
+    """The organizations of *request*'s Fly.io users, once each, ascending.
+
+    Go's ``FlyioOrganizationIDs``.
+    """
+    return tuple(sorted({o for f in request.flyio for o in f.organization_ids}))
+
+
+def google_hds(request: DischargeRequest) -> tuple[str, ...]:
+    """The Google hosted domains of *request*, once each, sorted (``GoogleHDs``).
+
+    A Google identity without a hosted domain counts as ``""``, as in Go.
+    """
+    return tuple(sorted({g.hd for g in request.google}))
+
+
+def github_org_ids(request: DischargeRequest) -> tuple[int, ...]:
+    """The GitHub organizations of *request*'s GitHub users, once each, ascending.
+
+    Go's ``GitHubOrgIDs``.
+    """
+    return tuple(sorted({o for g in request.github for o in g.org_ids}))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -31,6 +32,9 @@ from ..header import MACAROON_LABELS, decode_token, split_header, trim_space
 from ..macaroon import Macaroon
 from ..thirdparty.bundle import Bundle
 from .locations import AUTH_LOCATIONS, LOCATION_PERMISSION
+
+if TYPE_CHECKING:
+    from .discharges import Discharger, RefreshResult
 
 __all__ = ["DEFAULT_ADVANCE_PRUNE", "TokenSet", "unverified_expiration"]
 
@@ -220,6 +224,18 @@ class TokenSet:
                 tickets.update(c.ticket for c in caveats if c.ticket is not None)
         kept = [piece for piece, token in decoded if _keep(token, tickets, now + advance)]
         return attrs.evolve(self, macaroons=kept)
+
+    def refresh(self, now: float, *, discharger: Discharger | None = None) -> RefreshResult:
+        """Prune, and fetch the authentication discharges missing or due (fly-go's ``Update``).
+
+        :meth:`Discharger.refresh <macaroons_authz.fly.Discharger.refresh>`
+        with *discharger*, or a default one; the new set is the result's
+        ``tokens``. This sends the set's OAuth tokens to Fly.io's
+        authentication service.
+        """
+        from .discharges import Discharger  # discharges imports this module
+
+        return (discharger or Discharger()).refresh(self, now=now)
 
 
 def _expired(token: Macaroon, at: float) -> bool:
