@@ -263,7 +263,8 @@ def _token_bytes(payload: str) -> int | None:
     """
     try:
         data = binascii.a2b_base64(payload[: len(payload) // 4 * 4], strict_mode=True)
-        return _msgpack.value_end(data, 0) if data else None
+        # A token is an array of four fields.
+        return _msgpack.value_end(data, 0) if data[:1] in (b"\x94", b"\xdc", b"\xdd") else None
     except (binascii.Error, ValueError):  # DecodeError is a ValueError
         return None
 
@@ -494,6 +495,7 @@ def _scan(
     final = False
     label_search = _LABEL_RE.search
     next_member_match = _NEXT_MEMBER_RE.match
+    label_match = _LABEL_RE.match
     while not final:
         chunk = next(it, None)
         if chunk is None:
@@ -563,6 +565,8 @@ def _scan(
                 nm = next_member_match(buf, end)
                 if nm is not None:
                     link = buf_abs + nm.end()
+                elif label_match(buf, end):  # glued on without a comma
+                    link = buf_abs + end
                 elif result.kind is None:
                     # Not reported and not followed by another member: only
                     # the list it may end needs to forget it.
