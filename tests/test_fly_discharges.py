@@ -273,6 +273,8 @@ def test_tickets_of_other_third_parties_are_not_sent(
 def test_discharger_refuses_bad_settings() -> None:
     with pytest.raises(TypeError):
         Discharger(locations="https://auth.fly.io")
+    with pytest.raises(ValueError, match="not an http"):
+        Discharger(locations=["file:///etc/passwd"])
     for bad in (-1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="margin"):
             Discharger(margin=bad)

@@ -20,6 +20,7 @@ the clock for expiry. Expiry is read from the tokens' *unverified* caveats
 from __future__ import annotations
 
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 
@@ -94,6 +95,10 @@ class Discharger:
         opener: the :mod:`urllib.request` opener, as
             :class:`~macaroons_authz.thirdparty.DischargeClient` takes it.
         sleep: the wait between polls (``time.sleep``).
+
+    Raises:
+        ValueError: a location is not an http(s) URL, or a number is not
+            a finite positive one (*margin* may be zero).
     """
 
     def __init__(
@@ -110,6 +115,9 @@ class Discharger:
         if isinstance(locations, str):
             raise TypeError("locations must be a collection of locations")
         self.locations = frozenset(locations)
+        for loc in self.locations:
+            if urllib.parse.urlsplit(loc).scheme not in ("http", "https"):
+                raise ValueError(f"{loc!r} is not an http(s) location")
         self.margin = _seconds(margin, "margin", zero=True)
         self.timeout = _seconds(timeout, "timeout")
         self._request_timeout = _seconds(request_timeout, "request_timeout")
