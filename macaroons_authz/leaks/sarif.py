@@ -69,6 +69,7 @@ def _uri(path: str | None, base: str | None) -> str:
         rel = os.path.relpath(path, base)
         if not rel.startswith(os.pardir):
             path = rel
+    path = os.path.normpath(path)  # "./a.py" is "a.py"
     return urllib.parse.quote(path.replace(os.sep, "/"), safe="/")
 
 
