@@ -162,9 +162,10 @@ def add_3p(
         aliases=["third-party"],
         help="add and discharge third-party caveats, as flyctl's 'tokens 3p'",
         description=(
-            "Add, manage and discharge third-party caveats of a token. The token is "
-            "an argument, standard input, or the one flyctl would use; the shared "
-            f"secret (base64 of 32 bytes) comes from --secret-file or ${SECRET_ENV}."
+            "Add, manage and discharge third-party caveats of a token.\n"
+            "The token is an argument, standard input, or the one flyctl would use;\n"
+            "the shared secret (base64 of 32 bytes) comes from --secret-file or\n"
+            f"${SECRET_ENV}."
         ),
         epilog=f"example:\n  {prog} add -l https://3p.example -s secret.b64 > header.txt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
