@@ -167,7 +167,7 @@ def add_3p(
             "the shared secret (base64 of 32 bytes) comes from --secret-file or\n"
             f"${SECRET_ENV}."
         ),
-        epilog=f"example:\n  {prog} add -l https://3p.example -s secret.b64 > header.txt",
+        epilog=f"example:\n  {prog} ticket -l https://3p.example < header.txt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = group.add_subparsers(
@@ -210,7 +210,7 @@ def add_3p(
     sub = action(
         "add",
         "add a third-party caveat that the service at --location must discharge",
-        "add -l https://3p.example -s secret.b64 < header.txt",
+        "add -l https://3p.example -s s.b64 < header.txt",
         _run_add,
     )
     token(sub)
