@@ -226,8 +226,8 @@ def add_3p(
     location(sub)
     sub = action(
         "discharge",
-        "discharge a ticket with the shared secret; print the discharge (base64, as flyctl)",
-        "discharge -l https://3p.example -s secret.b64 --ticket BASE64",
+        "discharge a ticket with the shared secret; print the discharge (base64)",
+        "discharge -l https://3p.example -s s.b64 --ticket B64",
         _run_discharge,
     )
     location(sub)
