@@ -227,7 +227,7 @@ def add_3p(
     sub = action(
         "discharge",
         "discharge a ticket with the shared secret; print the discharge (base64)",
-        "discharge -l https://3p.example -s s.b64 --ticket B64",
+        "discharge -l https://3p.example --ticket B64",
         _run_discharge,
     )
     location(sub)
