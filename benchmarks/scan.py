@@ -14,6 +14,18 @@ Then it times :func:`find_tokens` on the corpus in memory and
 wall-clock time, and checks every finding against what was planted::
 
     python benchmarks/scan.py [--size-mb N] [--seed S] [--repeat R] [--density D]
+        [--adversarial-mb M] [--git-commits C]
+
+Then an adversarial corpus, ``--adversarial-mb`` (default 10) MB of each of:
+one chain of adjacent string literals after a label, one long base64 run
+after a label, a label every 50 bytes, a token JSON-escaped again and again
+(deep backslash runs), long lines of ``+`` after labels, and a Kubernetes
+Secret of base64-wrapped values; each must scan at 20 MB/s or more.
+
+Last, ``scan --git``'s reader over a repository generated with ``git
+fast-import`` (``--git-commits``, default 5,000 commits, each changing a few
+files, tokens planted in some): MB/s of unique blob content, with every
+planted token found once.
 
 Recall is the share of planted tokens found as ``"token"`` findings with
 the exact path, line, column, label, context and token id; precision the
@@ -32,8 +44,10 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +69,7 @@ from macaroons_authz import (
     kid_for_key,
     scan_paths,
 )
+from macaroons_authz.leaks import scan_history
 
 Key = tuple[str, int, int, str, str, str, str, str]  # path, line, column, label, context, id
 
@@ -341,6 +356,8 @@ def main() -> int:
     ap.add_argument("--size-mb", type=float, default=32.0, help="corpus size (default 32)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=5, help="timed runs; the best counts")
+    ap.add_argument("--adversarial-mb", type=float, default=10.0, help="per adversarial input")
+    ap.add_argument("--git-commits", type=int, default=5000, help="commits of the history run")
     ap.add_argument(
         "--density",
         type=int,
@@ -350,7 +367,10 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "corpus.txt")
-        return run(args, path)
+        ok = run(args, path) == 0
+        ok = adversarial(args) and ok
+        ok = history(args, tmp) and ok
+        return 0 if ok else 1
 
 
 def run(args: argparse.Namespace, path: str) -> int:
@@ -383,6 +403,130 @@ def run(args: argparse.Namespace, path: str) -> int:
         )
         ok = ok and recall == 1.0 and precision == 1.0 and opaque_found == opaque
     return 0 if ok else 1
+
+
+# -- adversarial inputs -------------------------------------------------------------
+
+ADVERSARIAL_FLOOR = 20.0  # MB/s
+
+
+def adversarial_inputs(size: int, rng: random.Random, token: str) -> list[tuple[str, str]]:
+    """(name, text) of about *size* characters each."""
+    b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+    def rand_b64(n: int) -> str:
+        return "".join(rng.choices(b64, k=n))
+
+    pieces = [rand_b64(4) for _ in range(size // 7)]
+    literals = 'x = ("fm2_' + '" "'.join(pieces) + '")\n'
+    run = "fm2_" + rand_b64(size) + "\n"
+    every50 = "".join("fm2_" + rand_b64(45) + " " for _ in range(size // 50))
+    escaped = token
+    for _ in range(6):  # each round doubles the backslashes
+        escaped = json.dumps(escaped)[1:-1].replace("/", "\\/")
+    deep = ('{"t": "' + escaped + '"}\n') * max(1, size // (len(escaped) + 9))
+    plus = ("fm2_" + "+" * 99_995 + "\n") * max(1, size // 100_000)
+    value = base64.b64encode(("FlyV1 " + token).encode()).decode()
+    secret = ("  FLY_API_TOKEN: " + value + "\n") * max(1, size // (len(value) + 18))
+    return [
+        ("adjacent literals (one chain)", literals),
+        ("one long base64 run", run),
+        ("a label every 50 bytes", every50),
+        ("deeply escaped JSON", deep),
+        ("long lines of '+'", plus),
+        ("base64-wrapped values", secret),
+    ]
+
+
+def adversarial(args: argparse.Namespace) -> bool:
+    rng = random.Random(args.seed)
+    token = mint_pool(rng, 1)[1]
+    size = int(args.adversarial_mb * 1e6)
+    ok = True
+    print(f"adversarial inputs, {args.adversarial_mb:g} MB each (floor {ADVERSARIAL_FLOOR} MB/s):")
+    for name, text in adversarial_inputs(size, rng, token):
+        n = len(text.encode())
+        wall, cpu, findings = best_of(max(1, args.repeat // 2), lambda t=text: list(find_tokens(t)))
+        rate = n / cpu / 1e6
+        kinds = {k: sum(f.kind == k for f in findings) for k in ("token", "malformed", "opaque")}
+        print(
+            f"  {name}: {rate:.0f} MB/s on CPU time, {n / wall / 1e6:.0f} MB/s wall "
+            f"({n / 1e6:.1f} MB; {kinds['token']} tokens, {kinds['malformed']} malformed)"
+        )
+        ok = ok and rate >= ADVERSARIAL_FLOOR
+    return ok
+
+
+# -- history ----------------------------------------------------------------------
+
+
+def make_history(repo: str, commits: int, rng: random.Random, pool: list[str]) -> set[str]:
+    """A repository of *commits* commits made with git fast-import; the tokens planted."""
+    subprocess.run(["git", "init", "-q", repo], check=True)
+    lines = source_lines(rng, 5000)
+    files = {f"src/mod{i:03d}.py": "\n".join(rng.choices(lines, k=200)) for i in range(200)}
+    planted: set[str] = set()
+    out = []
+    for c in range(commits):
+        out.append(f"commit refs/heads/main\nmark :{c + 1}\n")
+        out.append(f"committer t <t@example.com> {1700000000 + c} +0000\n")
+        msg = f"change {c}"
+        out.append(f"data {len(msg)}\n{msg}\n")
+        if c:
+            out.append(f"from :{c}\n")
+        for _ in range(3 if c else len(files)):
+            name = rng.choice(sorted(files)) if c else None
+            for path in [name] if name else sorted(files):
+                body = files[path].split("\n")
+                body[rng.randrange(len(body))] = rng.choice(lines)
+                if rng.random() < 0.01:
+                    tok = rng.choice(pool)
+                    planted.add(tok)
+                    body[rng.randrange(len(body))] = f'TOKEN = "{tok}"'
+                files[path] = "\n".join(body)
+                data = files[path].encode()
+                out.append(f"M 100644 inline {path}\ndata {len(data)}\n")
+                out.append(data.decode() + "\n")
+    subprocess.run(
+        ["git", "-C", repo, "fast-import", "--quiet"],
+        input="".join(out).encode(),
+        check=True,
+    )
+    return planted
+
+
+def history(args: argparse.Namespace, tmp: str) -> bool:
+    rng = random.Random(args.seed)
+    pool = mint_pool(rng, 8)
+    repo = os.path.join(tmp, "history")
+    t0 = time.perf_counter()
+    planted = make_history(repo, args.git_commits, rng, pool)
+    built = time.perf_counter() - t0
+    sizes = subprocess.run(
+        [
+            "git",
+            "-C",
+            repo,
+            "cat-file",
+            "--batch-all-objects",
+            "--batch-check=%(objecttype) %(objectsize)",
+        ],
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout.split("\n")
+    blob_bytes = sum(int(x.split()[1]) for x in sizes if x.startswith("blob "))
+    blobs = sum(x.startswith("blob ") for x in sizes)
+    wall, cpu, found = best_of(1, lambda: list(scan_history(repo)))
+    tokens = {f.finding.token_id.fingerprint for f in found if f.finding.kind == "token"}
+    want = {hashlib.sha256(t.encode()).hexdigest()[:16] for t in planted}
+    print(
+        f"scan --git: {args.git_commits} commits, {blobs} unique blobs, {blob_bytes / 1e6:.1f} MB "
+        f"(built with fast-import in {built:.1f}s): {blob_bytes / wall / 1e6:.0f} MB/s wall, "
+        f"{blob_bytes / cpu / 1e6:.0f} MB/s on this process's CPU; {len(found)} findings, "
+        f"{len(tokens & want)}/{len(want)} planted tokens found"
+    )
+    return tokens >= want
 
 
 if __name__ == "__main__":

@@ -91,6 +91,19 @@ def test_a_malformed_candidate_alone_exits_0(tmp_path: Path) -> None:
     assert "0 token(s), 1 malformed, 0 opaque (fo1_) found" in out
 
 
+def test_a_flood_of_malformed_candidates_is_capped_but_tokens_are_not() -> None:
+    rng = random.Random(5)
+    # Payloads starting "A": no token's does (its first byte is an array header).
+    flood = [f"fm2_A{base64.b64encode(rng.randbytes(33)).decode()} " for _ in range(3000)]
+    text = "".join(flood[:1500]) + f"FlyV1 {PERM} " + "".join(flood[1500:]) + FO1
+    found = list(find_tokens(text))
+    assert sum(f.kind == "malformed" for f in found) == scanner.MAX_MALFORMED
+    assert [(f.kind, f.token_id) for f in found if f.kind != "malformed"] == [
+        ("token", tid(PERM)),
+        ("opaque", TokenId(None, None, fp(FO1))),
+    ]
+
+
 # -- glued members ----------------------------------------------------------------
 
 

@@ -115,6 +115,7 @@ from .sarif import to_sarif
 from .scanner import (
     ALLOW_MARKER,
     MAX_CANDIDATE_CHARS,
+    MAX_MALFORMED,
     Finding,
     TokenId,
     extract_tokens,
@@ -136,6 +137,7 @@ __all__ = [
     "GITHUB_KEY_IDENTIFIER_HEADER",
     "GITHUB_SIGNATURE_HEADER",
     "MAX_CANDIDATE_CHARS",
+    "MAX_MALFORMED",
     "AlertVerificationError",
     "Finding",
     "GitHubFeedback",

@@ -26,6 +26,7 @@ from ..nonce import Nonce
 __all__ = [
     "ALLOW_MARKER",
     "MAX_CANDIDATE_CHARS",
+    "MAX_MALFORMED",
     "Finding",
     "TokenId",
     "extract_tokens",
@@ -43,6 +44,13 @@ Context = Literal["header", "bundle", "bare"]
 #: continuations a real one fits many times over; a longer run is reported
 #: as ``"malformed"`` without a fingerprint and skipped.
 MAX_CANDIDATE_CHARS: Final = 4 * 1024 * 1024
+#: How many ``"malformed"`` findings one text yields; after them, candidates
+#: that cannot be macaroons (whose payload does not start as a token's
+#: MessagePack array does) are passed over unreported, so a text packed with
+#: labels scans fast. Tokens and ``fo1_`` strings are always reported.
+MAX_MALFORMED: Final = 1000
+# The first base64 character of a token: its array header is 0x94, 0xdc or 0xdd.
+_TOKEN_STARTS: Final = ("l", "3")
 #: Written on the line of a token, marks it as accepted (:attr:`Finding.allowed`).
 ALLOW_MARKER: Final = "macaroons-authz: allow"
 
@@ -59,18 +67,38 @@ _LONGEST_ESCAPE = 8  # a run that stops this far from the buffer's end has ended
 _LABEL_RE = re.compile(r"f(?:m(?:2|1[ra])|o1)_")
 # Base64 characters and the escapes of the documented subset, then at most
 # two padding characters, which end a token.
-_MAC_RUN_RE = re.compile(
-    r"(?:[A-Za-z0-9+/]+|\\/|\\u002[bBfF]|%2[bBfF]|&#(?:43|47|[xX]2[bBfF]);|\\\r?\n)*"
-    r"(?:=|\\u003[dD]|%3[dD]|&#(?:61|[xX]3[dD]);){0,2}"
-)
+_ESC = r"(?:\\/|\\u002[bBfF]|%2[bBfF]|&#(?:43|47|[xX]2[bBfF]);|\\\r?\n)"
+# A run of base64 and escapes, loop unrolled (the common case stays in C's
+# character-class loop); possessive, so nothing is ever retried.
+_BODY = rf"[A-Za-z0-9+/]*+(?:{_ESC}[A-Za-z0-9+/]*+)*+"
+_PAD = r"(?:=|\\u003[dD]|%3[dD]|&#(?:61|[xX]3[dD]);)"
+_LABEL = r"f(?:m(?:2|1[ra])|o1)_"
+_MAC_RUN_RE = re.compile(rf"{_BODY}{_PAD}{{0,2}}+")
 _OAUTH_RUN_RE = re.compile(r"[A-Za-z0-9_-]*")
 _GLUED_LABEL_RE = re.compile(r"f(?:m(?:2|1[ra])|o1)\Z")  # a label's letters, before its "_"
-_WS = r"[ \t]{0,64}(?:\r?\n[ \t]{0,64})?"
-_JOIN_RE = re.compile(rf"""(["']){_WS}(?:(?:[+.]|\\(?=\r?\n)){_WS})?\1""")
+_WS = r"[ \t]{0,64}+(?:\r?\n[ \t]{0,64}+)?+"
+_JOIN_RE = re.compile(rf"""(["']){_WS}(?:(?:[+.]|\\(?=\r?\n)){_WS})?+\1""")
+# A chain of adjacent string literals quoted with q, each piece a run that does
+# not start with a label, matched in one call (linear, in C) and ending after
+# a padded piece. Pieces and what joins them hold no quote: str.split(q)
+# takes the chain apart.
+_NONEMPTY = r"(?=[A-Za-z0-9+/\\%&])"
+_CHAIN_RE = {
+    q: re.compile(
+        rf"(?:{q}{_WS}(?:(?:[+.]|\\(?=\r?\n)){_WS})?+{q}(?!{_LABEL}){_NONEMPTY}{_BODY}(?!{_PAD}))*+"
+        rf"(?:{q}{_WS}(?:(?:[+.]|\\(?=\r?\n)){_WS})?+{q}(?!{_LABEL}){_BODY}{_PAD}{{1,2}}+)?+"
+    )
+    for q in "\"'"
+}
 # A hard-wrapped line: Markdown or a YAML folded scalar (line break, then
-# indentation), a Windows "^" or shell "\\" continuation.
-_WRAP_RE = re.compile(r"[ \t]{0,8}[\^\\]?\r?\n[ \t]{0,64}")
-_INDENT_RE = re.compile(r"[ \t]{1,64}")
+# indentation), a Windows "^" or shell "\\" continuation (indentation after a
+# continuation the run took in).
+_WRAP = r"(?:[ \t]{0,8}+[\^\\]?+\r?\n[ \t]{0,64}+|(?<=\n)[ \t]{1,64}+)"
+_WRAP_RE = re.compile(_WRAP)
+_WRAP_CHAIN_RE = re.compile(
+    rf"(?:{_WRAP}(?!{_LABEL}){_NONEMPTY}{_BODY}(?!{_PAD}))*+"
+    rf"(?:{_WRAP}(?!{_LABEL}){_BODY}{_PAD}{{1,2}}+)?+"
+)
 _NEXT_MEMBER_RE = re.compile(r",[ \t]{0,64}(?=f(?:m(?:2|1[ra])|o1)_)")
 _SCHEME_RE = re.compile(r"(?<![A-Za-z0-9])(?i:flyv1|bearer)[ \t]{1,64}\Z")
 _ESCAPE_RE = re.compile(
@@ -269,31 +297,38 @@ def _token_bytes(payload: str) -> int | None:
         return None
 
 
-def _classify_joined(label: str, pieces: list[str], literal: int) -> tuple[_Classified, int]:
-    """Classify a candidate split into *pieces* (unescaped); return how many it used.
+def _classify_joined(label: str, raws: list[str], literal: int) -> tuple[_Classified, int]:
+    """Classify a candidate split into *raws* (escaped pieces); return how many it used.
 
     The first *literal* pieces were joined as string literals; the rest as
     wrapped lines, which are joined only if the join is a token. The result
-    is the shortest join that is a token, else the join of the literals,
-    decoded once each: linear in the candidate's length.
+    is the shortest join that is a token, else the join of the literals:
+    each text is unescaped and decoded once, linear in the candidate.
     """
-    if len(pieces) > 1:
-        size = _token_bytes("".join(pieces))
-        if size is not None:
-            want, total = (size + 2) // 3 * 4, 0
-            for used, piece in enumerate(pieces, 1):
-                total += len(piece)
-                if total >= want:
-                    if total == want:
-                        joined = _classify_macaroon(label, "".join(pieces[:used]))
-                        if joined.kind == "token":
-                            return joined, used
-                    break
-    best = _classify_macaroon(label, "".join(pieces[:literal]))
+    size = _token_bytes(_unescape("".join(raws)))
+    if size is not None:
+        want, total = (size + 2) // 3 * 4, 0
+        for used, raw in enumerate(raws, 1):
+            total += len(_unescape(raw))
+            if total >= want:
+                if total == want:
+                    joined = _classify_macaroon(label, _unescape("".join(raws[:used])))
+                    if joined.kind == "token":
+                        return joined, used
+                break
+    best = _classify_macaroon(label, _unescape("".join(raws[:literal])))
     if best.kind is None:
         # Too short or too plain to report when joined: so is the first piece.
-        return _Classified(None, label + pieces[0]), 1
+        return _Classified(None, label + _unescape(raws[0])), 1
     return best, literal
+
+
+def _piece_end(text: str, offset: int, sep: re.Pattern[str], nth: int) -> int:
+    """Where the *nth* separator of *text* (at *offset* in the buffer) starts, else its end."""
+    for i, m in enumerate(sep.finditer(text), 1):
+        if i == nth:
+            return offset + m.start()
+    return offset + len(text)
 
 
 def _extract_macaroon(buf: str, label: str, start: int) -> tuple[_Classified, int, int]:
@@ -305,7 +340,7 @@ def _extract_macaroon(buf: str, label: str, start: int) -> tuple[_Classified, in
     """
     m = _MAC_RUN_RE.match(buf, start)
     assert m is not None  # the pattern matches the empty string
-    end = furthest = m.end()
+    end = m.end()
     # Base64 has no "_": a run followed by one may end in the letters of the
     # next member's label, glued on without a comma ("...AAAfm2_BBB"). The
     # label belongs to the next candidate unless only the whole run is a
@@ -315,35 +350,42 @@ def _extract_macaroon(buf: str, label: str, start: int) -> tuple[_Classified, in
         whole = _classify_macaroon(label, _unescape(m.group()))
         cut = _classify_macaroon(label, _unescape(buf[start : glued.start()]))
         if cut.kind == "token" or whole.kind != "token":
-            return cut, glued.start(), furthest
-        return whole, end, furthest
-    # Gather the pieces of adjacent string literals and of wrapped lines, in
-    # one pass (a piece starting with a label starts another candidate).
-    raws, ends = [m.group()], [end]
-    literal = 0  # how many pieces were joined as literals, once a line was wrapped
-    while raws[-1] and not _ends_padded(raws[-1]) and end - start <= MAX_CANDIDATE_CHARS:
-        j = _JOIN_RE.match(buf, end) if not literal else None
-        if j is None:
-            j = _WRAP_RE.match(buf, end)
-            if j is None and raws[-1].endswith("\n"):
-                j = _INDENT_RE.match(buf, end)  # a backslash continuation, then indentation
-            if j is None:
-                break
-            literal = literal or len(raws)
-        if _LABEL_RE.match(buf, j.end()):
-            break
-        nxt = _MAC_RUN_RE.match(buf, j.end())
-        assert nxt is not None
-        furthest = nxt.end()
-        if not nxt.group():
-            break
-        raws.append(nxt.group())
-        end = nxt.end()
-        ends.append(end)
+            return cut, glued.start(), end
+        return whole, end, end
+    if not m.group() or _ends_padded(m.group()):
+        return _classify_macaroon(label, _unescape(m.group())), end, end
+    # Adjacent string literals, then wrapped lines: each chain is matched, and
+    # split into its pieces, by one call (linear, in C).
+    raws, lit_end, parts = [m.group()], end, [m.group()]
+    j = _JOIN_RE.match(buf, end)
+    if j is not None:
+        chain = _CHAIN_RE[j.group(1)].match(buf, end)
+        assert chain is not None  # the pattern matches the empty string
+        lit_end = chain.end()
+        parts = buf[start:lit_end].split(j.group(1))  # piece, join, piece, ...
+        raws = parts[0::2]
+    literal, wrap_end, wrap_text = len(raws), lit_end, ""
+    if not _ends_padded(buf[max(start, lit_end - 6) : lit_end]):
+        wrapped = _WRAP_CHAIN_RE.match(buf, lit_end)
+        assert wrapped is not None
+        wrap_end = wrapped.end()
+        if wrap_end > lit_end:
+            # From the character before, which the separator's look-behind needs;
+            # the text before the first separator is not a piece.
+            wrap_text = buf[lit_end - 1 : wrap_end]
+            raws.extend(_WRAP_RE.split(wrap_text)[1:])
     if len(raws) == 1:
-        return _classify_macaroon(label, _unescape(raws[0])), end, furthest
-    best, used = _classify_joined(label, [_unescape(r) for r in raws], literal or len(raws))
-    return best, ends[used - 1], furthest
+        return _classify_macaroon(label, _unescape(raws[0])), end, end
+    best, used = _classify_joined(label, raws, literal)
+    if used == len(raws):
+        return best, wrap_end, wrap_end
+    if used == literal:
+        stop = lit_end
+    elif used > literal:
+        stop = _piece_end(wrap_text, lit_end - 1, _WRAP_RE, used - literal + 1)
+    else:  # the pieces, the joins between them and their two quotes each
+        stop = start + sum(map(len, parts[: 2 * used - 1])) + 2 * (used - 1)
+    return best, stop, wrap_end
 
 
 def _extract_oauth(buf: str, start: int) -> tuple[_Classified, int, int]:
@@ -366,10 +408,15 @@ def _run_end(buf: str, label: str, start: int) -> int:
     return m.end()
 
 
-def _allows(buf: str, line_start: int, p: int) -> bool:
-    """Whether the line of ``buf[p]``, starting at *line_start* (maybe before buf), allows."""
-    end = buf.find("\n", p)
-    return buf.find(ALLOW_MARKER, max(line_start, 0), end if end >= 0 else len(buf)) >= 0
+def _allows(buf: str, line_start: int, p: int, end: int) -> bool:
+    """Whether :data:`ALLOW_MARKER` is on the line of the candidate ``buf[p:end]``.
+
+    Looked for within ``_MARGIN`` characters of the candidate, so a long
+    line costs no more than a short one.
+    """
+    lo = max(line_start, p - _MARGIN, 0)
+    nl = buf.find("\n", end, end + _MARGIN)
+    return buf.find(ALLOW_MARKER, lo, nl if nl >= 0 else end + _MARGIN) >= 0
 
 
 def _token_id(c: _Classified) -> TokenId:
@@ -382,40 +429,42 @@ def _token_id(c: _Classified) -> TokenId:
 
 _B64_VALUE_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-# The base64 of a label, or of "FlyV1 ", at the start of an encoded value.
-_B64_LABELS = ("Zm0yX", "Zm0xc", "Zm0xYV", "Zm8xX")
+# The base64 of a label (fm2_, fo1_, fm1a_, fm1r_) or of "flyv1 " at the start
+# of an encoded value; "FlyV1 " encodes as "Rmx5VjEg", before a label's. One
+# pattern with a literal prefix: re searches for it about as fast as for labels.
+_B64_LABEL_RE = re.compile(r"Zm(?:0yX|8xX|0xYV|0xcl8|x5djEg)")
 _B64_SCHEME = "Rmx5VjEg"
 
 
 class _Wrapped:
     """Finds base64 values that decode to a token or header, in one buffer.
 
-    ``str.find`` for two needles, each remembered until passed, so a buffer
-    is searched once whatever the number of labels in it.
+    The next match is remembered until passed, so a buffer is searched once
+    whatever the number of labels in it.
     """
 
-    __slots__ = ("buf", "label_at", "scheme_at")
+    __slots__ = ("at", "buf", "start")
 
     def __init__(self, buf: str) -> None:
         self.buf = buf
-        self.label_at = self.scheme_at = -2  # -2: not searched yet, -1: none
+        self.at = -2  # the next match; -2: not searched yet, -1: none
+        self.start = -1  # where the value holding it starts
 
     def next(self, pos: int) -> int:
         """The start of the next such value at or after *pos*, or -1."""
         buf = self.buf
-        while True:
-            if -1 < self.label_at < pos or self.label_at == -2:
-                self.label_at = buf.find("Zm", pos)
-            if -1 < self.scheme_at < pos or self.scheme_at == -2:
-                self.scheme_at = buf.find(_B64_SCHEME, pos)
-            found = [p for p in (self.label_at, self.scheme_at) if p >= 0]
-            if not found:
-                return -1
-            at = min(found)
-            starts = buf.startswith(_B64_LABELS, at) or at == self.scheme_at
-            if starts and (at == 0 or buf[at - 1] not in _B64_CHARS):
-                return at
-            pos = at + 1
+        while self.at == -2 or (self.at >= 0 and self.start < pos):
+            m = _B64_LABEL_RE.search(buf, max(pos, self.at + 1))
+            if m is None:
+                self.at = -1
+                break
+            self.at = at = m.start()
+            if at >= 8 and buf.startswith(_B64_SCHEME, at - 8):
+                at -= 8
+            # Only a value's start: a label's encoding inside a longer run is
+            # at an offset that decodes to other text.
+            self.start = at if at == 0 or buf[at - 1] not in _B64_CHARS else -1
+        return self.start if self.at >= 0 else -1
 
 
 def _unwrap(value: str) -> str | None:
@@ -429,7 +478,7 @@ def _unwrap(value: str) -> str | None:
 class _State:
     """What the scanner remembers from one buffer to the next (absolute offsets)."""
 
-    __slots__ = ("counted", "group", "line", "line_start", "next_member", "skipping")
+    __slots__ = ("counted", "group", "line", "line_start", "malformed", "next_member", "skipping")
 
     def __init__(self) -> None:
         self.line = 1  # the line number at counted
@@ -438,6 +487,7 @@ class _State:
         self.next_member = -1  # where a label continuing the current list would start
         self.group: Context = "bare"  # the context of the members of that list
         self.skipping: str | None = None  # the label of an oversized candidate being skipped
+        self.malformed = 0  # malformed findings reported
 
     def advance(self, buf: str, buf_abs: int, upto: int) -> None:
         """Count the lines of ``buf[..upto]`` not yet counted."""
@@ -492,21 +542,21 @@ def _scan(
     pending: list[str] = []
     pending_len = need = 0
     it = iter(chunks)
+    # One chunk ahead, so the last is known as such (a text given whole is
+    # scanned in one pass).
+    ahead = next(it, None)
     final = False
     label_search = _LABEL_RE.search
     next_member_match = _NEXT_MEMBER_RE.match
     label_match = _LABEL_RE.match
     while not final:
-        chunk = next(it, None)
-        if chunk is None:
-            final = True
-        elif not chunk:
-            continue
-        else:
+        chunk, ahead = ahead, (next(it, None) if ahead is not None else None)
+        final = ahead is None
+        if chunk:
             pending.append(chunk)
             pending_len += len(chunk)
-            if pending_len < need:
-                continue
+        if not final and pending_len < max(need, 1):
+            continue
         new = pending[0] if len(pending) == 1 else "".join(pending)
         pending.clear()
         pending_len = 0
@@ -524,8 +574,11 @@ def _scan(
                 pos = size
 
         wrapped = _Wrapped(buf) if unwrap else None
+        lm: re.Match[str] | None = None
+        searched = -1  # lm is the first label at or after this offset (None: none)
         while st.skipping is None:
-            lm = label_search(buf, pos)
+            if searched < 0 or (lm is not None and lm.start() < pos):
+                lm, searched = label_search(buf, pos), pos
             w = wrapped.next(pos) if wrapped is not None else -1
             if w >= 0 and (lm is None or w < lm.start()):
                 vm = _B64_VALUE_RE.match(buf, w)
@@ -537,7 +590,7 @@ def _scan(
                 if text is not None:
                     st.advance(buf, buf_abs, w)
                     line, column = st.line, buf_abs + w - st.line_start + 1
-                    allowed = _allows(buf, st.line_start - buf_abs, w)
+                    allowed = _allows(buf, st.line_start - buf_abs, w, vm.end())
                     for hit in _scan((text,), path, max_candidate, unwrap=False):
                         found = attrs.evolve(
                             hit.finding,
@@ -551,6 +604,16 @@ def _scan(
             if lm is None:
                 break
             p, label = lm.start(), lm.group()
+            if (
+                st.malformed >= MAX_MALFORMED
+                and label != _OAUTH_LABEL
+                and not buf.startswith(_TOKEN_STARTS, lm.end())
+            ):
+                # A flood of malformed candidates: one that cannot be a token
+                # is passed over, at the cost of the label search alone.
+                st.next_member = -1
+                pos = lm.end()
+                continue
             if label == _OAUTH_LABEL:
                 result, end, furthest = _extract_oauth(buf, lm.end())
             else:
@@ -578,7 +641,7 @@ def _scan(
                 st.advance(buf, buf_abs, p)
                 tid = TokenId(None, None, None)
                 column = buf_abs + p - st.line_start + 1
-                allowed = _allows(buf, st.line_start - buf_abs, p)
+                allowed = _allows(buf, st.line_start - buf_abs, p, p)
                 finding = Finding(
                     path, st.line, column, label, context, "malformed", tid, None, allowed
                 )
@@ -599,8 +662,9 @@ def _scan(
                     result.kind,
                     _token_id(result),
                     result.macaroon.location if result.macaroon is not None else None,
-                    _allows(buf, st.line_start - buf_abs, p),
+                    _allows(buf, st.line_start - buf_abs, p, end),
                 )
+                st.malformed += result.kind == "malformed"
                 yield _Hit(finding, result.token, result.macaroon, result.data)
             pos = end
 
