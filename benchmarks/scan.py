@@ -69,7 +69,7 @@ from macaroons_authz import (
     kid_for_key,
     scan_paths,
 )
-from macaroons_authz.leaks import scan_history
+from macaroons_authz.leaks import ScanStats, scan_history
 
 Key = tuple[str, int, int, str, str, str, str, str]  # path, line, column, label, context, id
 
@@ -474,19 +474,17 @@ def make_history(repo: str, commits: int, rng: random.Random, pool: list[str]) -
         out.append(f"data {len(msg)}\n{msg}\n")
         if c:
             out.append(f"from :{c}\n")
-        for _ in range(3 if c else len(files)):
-            name = rng.choice(sorted(files)) if c else None
-            for path in [name] if name else sorted(files):
-                body = files[path].split("\n")
-                body[rng.randrange(len(body))] = rng.choice(lines)
-                if rng.random() < 0.01:
-                    tok = rng.choice(pool)
-                    planted.add(tok)
-                    body[rng.randrange(len(body))] = f'TOKEN = "{tok}"'
-                files[path] = "\n".join(body)
-                data = files[path].encode()
-                out.append(f"M 100644 inline {path}\ndata {len(data)}\n")
-                out.append(data.decode() + "\n")
+        for path in rng.sample(sorted(files), 3) if c else sorted(files):
+            body = files[path].split("\n")
+            body[rng.randrange(len(body))] = rng.choice(lines)
+            if c and rng.random() < 0.01:
+                tok = rng.choice(pool)
+                planted.add(tok)
+                body[rng.randrange(len(body))] = f'TOKEN = "{tok}"'
+            files[path] = "\n".join(body)
+            data = files[path].encode()
+            out.append(f"M 100644 inline {path}\ndata {len(data)}\n")
+            out.append(data.decode() + "\n")
     subprocess.run(
         ["git", "-C", repo, "fast-import", "--quiet"],
         input="".join(out).encode(),
@@ -502,28 +500,16 @@ def history(args: argparse.Namespace, tmp: str) -> bool:
     t0 = time.perf_counter()
     planted = make_history(repo, args.git_commits, rng, pool)
     built = time.perf_counter() - t0
-    sizes = subprocess.run(
-        [
-            "git",
-            "-C",
-            repo,
-            "cat-file",
-            "--batch-all-objects",
-            "--batch-check=%(objecttype) %(objectsize)",
-        ],
-        capture_output=True,
-        check=True,
-        text=True,
-    ).stdout.split("\n")
-    blob_bytes = sum(int(x.split()[1]) for x in sizes if x.startswith("blob "))
-    blobs = sum(x.startswith("blob ") for x in sizes)
-    wall, cpu, found = best_of(1, lambda: list(scan_history(repo)))
+    stats = ScanStats()
+    wall, cpu, found = best_of(1, lambda: list(scan_history(repo, stats=stats)))
+    blob_bytes, blobs = stats.bytes, stats.files
     tokens = {f.finding.token_id.fingerprint for f in found if f.finding.kind == "token"}
     want = {hashlib.sha256(t.encode()).hexdigest()[:16] for t in planted}
     print(
         f"scan --git: {args.git_commits} commits, {blobs} unique blobs, {blob_bytes / 1e6:.1f} MB "
-        f"(built with fast-import in {built:.1f}s): {blob_bytes / wall / 1e6:.0f} MB/s wall, "
-        f"{blob_bytes / cpu / 1e6:.0f} MB/s on this process's CPU; {len(found)} findings, "
+        f"(built with fast-import in {built:.1f}s): {blob_bytes / wall / 1e6:.0f} MB/s wall "
+        f"({wall:.1f}s), {blob_bytes / cpu / 1e6:.0f} MB/s on this process's CPU; "
+        f"{len(found)} findings, "
         f"{len(tokens & want)}/{len(want)} planted tokens found"
     )
     return tokens >= want
