@@ -179,8 +179,10 @@ def client(location: str, pids: Pids, **kw: Any) -> DischargeClient:
         opener=build_opener(_NoRedirects, pids),
         backoff=0.05,
         max_backoff=0.2,
-        timeout=60,
-        request_timeout=20,
+        # Generous: with --max-requests 1 every request waits for a worker to
+        # boot, which takes seconds on a loaded 2-core machine.
+        timeout=180,
+        request_timeout=60,
         **kw,
     )
 
@@ -189,7 +191,7 @@ def post(
     port: int, path: str, body: str = "", headers: dict[str, str] | None = None
 ) -> tuple[int, Any, bytes]:
     """Status, headers and body of one POST to 127.0.0.1:*port*."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         conn.request("POST", path, body=body, headers=headers or {})
         resp = conn.getresponse()
@@ -218,7 +220,7 @@ def approver(pids: list[str]) -> Callable[[str], None]:
 
     def open_user_url(url: str) -> None:
         parts = urllib.parse.urlsplit(url)
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=20)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
         try:
             conn.request("GET", parts.path, headers={"Cookie": "session=ada"})
             resp = conn.getresponse()
