@@ -1,7 +1,7 @@
 r"""Leaked-token detection and GitHub secret-scanning alerts.
 
-The subpackage has four modules; every public name is importable from
-``macaroons_authz.leaks`` (and from :mod:`macaroons_authz`):
+Every public name of the subpackage's modules is importable from
+``macaroons_authz.leaks`` (the older ones from :mod:`macaroons_authz` too):
 
 * :mod:`~macaroons_authz.leaks.scanner`: :func:`find_tokens` searches a
   string for Fly.io token strings (spec section 5) and yields a
@@ -10,10 +10,20 @@ The subpackage has four modules; every public name is importable from
   token without revealing it. A finding never holds the token text, so
   printing or logging one is safe; :func:`extract_tokens` is the one,
   explicit, way to get the token strings themselves (to revoke them).
+* :mod:`~macaroons_authz.leaks.decoders`: the spellings a token takes in
+  text (escapes, joined pieces, base64-wrapped values).
 * :mod:`~macaroons_authz.leaks.files`: :func:`scan_paths` does the same
-  for files and directory trees, in bounded memory.
-* :mod:`~macaroons_authz.leaks.redaction`: :func:`redact_tokens` takes
-  tokens out of a message.
+  for files and directory trees (chosen by
+  :mod:`~macaroons_authz.leaks.selection`: ``.gitignore``, git's file list,
+  excludes) and :func:`scan_stream` for standard input, in bounded memory.
+* :mod:`~macaroons_authz.leaks.git`: :func:`scan_staged` and
+  :func:`scan_history` read a repository's index and history through git.
+* :mod:`~macaroons_authz.leaks.sarif` and
+  :mod:`~macaroons_authz.leaks.baseline`: SARIF output and baselines of
+  accepted findings, for CI.
+* :mod:`~macaroons_authz.leaks.redaction`: :func:`redact` and
+  :func:`redact_tokens` take tokens out of a message, and
+  :class:`RedactingFilter` out of log records.
 * :mod:`~macaroons_authz.leaks.github`: GitHub's secret-scanning partner
   program. :func:`verify_github_alert` checks the ECDSA signature GitHub
   puts on an alert and parses it; :func:`classify_github_alert` decides
@@ -62,9 +72,10 @@ decoding (the token id is of the unescaped token string):
 * JSON: ``\/`` for ``/``, and ``\u002b``, ``\u002f``, ``\u003d`` (any case)
   for ``+``, ``/``, ``=``;
 * URLs: ``%2B``, ``%2F``, ``%3D`` (any case);
+* HTML: ``&#43;``, ``&#47;``, ``&#61;`` and ``&#x2B;``, ``&#x2F;``,
+  ``&#x3D;`` (any case);
 * a backslash immediately followed by a line break (C, shell and Python
-  line continuation); the continuation starts at the beginning of the next
-  line, with no leading whitespace skipped.
+  line continuation).
 
 A token split into adjacent string literals is joined when the piece
 before the split is not already a complete token: a closing quote (``"`` or
@@ -73,8 +84,16 @@ one ``+`` or ``.`` operator or a backslash line continuation (again with
 spaces and one line break around it), then an opening quote of the same
 kind. This covers Python and C implicit concatenation, ``+``-concatenation
 in JavaScript, Java, Go and Python, PHP's ``.``, and shell continuation.
-Other encodings (base64 of the whole string, HTML entities, ``\u`` escapes
-of letters, tokens split by anything else) are not undone.
+After them, a token hard-wrapped over several lines (Markdown, a YAML
+folded scalar, a Windows ``^`` or shell ``\`` continuation, the next line
+indented or not) is joined, but only if the join is a token. Joins are
+matched as one chain each, in time linear in their length; the result is
+the shortest join that is a token.
+
+A base64 value whose text starts with a label or with ``FlyV1`` (a
+Kubernetes Secret's ``data:``, say) is decoded and its text scanned, one
+level deep; its findings point at the value. Other encodings (``\u``
+escapes of letters, tokens split by anything else) are not undone.
 
 Context
 -------
@@ -92,7 +111,7 @@ Lines and columns are 1-based and point at the first character of the
 label. Lines are ended by ``\n`` (so ``\r\n`` files count correctly; a lone
 ``\r`` does not end a line). Columns count characters (code points) of the
 text; files are read as UTF-8 with undecodable bytes counted one character
-each.
+each (or as UTF-16, see :func:`scan_paths`).
 """
 
 from .baseline import Baseline, BaselineError

@@ -7,7 +7,9 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-from .scanner import _LABEL_RE, _classify_macaroon, _fingerprint, _unescape
+from .decoders import LABEL_RE as _LABEL_RE
+from .decoders import unescape as _unescape
+from .scanner import _classify_macaroon, _fingerprint
 
 __all__ = ["REDACTED", "RedactingFilter", "redact", "redact_tokens"]
 

@@ -18,10 +18,15 @@ from typing import Any, Final, Literal, NamedTuple
 
 import attrs
 
-from .. import _msgpack
 from ..caveats._base import unb64
 from ..macaroon import Macaroon
 from ..nonce import Nonce
+from .decoders import B64_VALUE_RE as _B64_VALUE_RE
+from .decoders import LABEL_RE as _LABEL_RE
+from .decoders import MAC_RUN_RE as _MAC_RUN_RE
+from .decoders import Pieces, Wrapped, ends_padded, token_bytes
+from .decoders import unescape as _unescape
+from .decoders import unwrap as _unwrapped
 
 __all__ = [
     "ALLOW_MARKER",
@@ -64,69 +69,10 @@ _MARGIN = 512  # > the longest fixed-size look-ahead below (joins, bundle links)
 _CARRY_LABEL = 4  # a label cut by the buffer's end is at most this long
 _LONGEST_ESCAPE = 8  # a run that stops this far from the buffer's end has ended
 
-_LABEL_RE = re.compile(r"f(?:m(?:2|1[ra])|o1)_")
-# Base64 characters and the escapes of the documented subset, then at most
-# two padding characters, which end a token.
-_ESC = r"(?:\\/|\\u002[bBfF]|%2[bBfF]|&#(?:43|47|[xX]2[bBfF]);|\\\r?\n)"
-# A run of base64 and escapes, loop unrolled (the common case stays in C's
-# character-class loop); possessive, so nothing is ever retried.
-_BODY = rf"[A-Za-z0-9+/]*+(?:{_ESC}[A-Za-z0-9+/]*+)*+"
-_PAD = r"(?:=|\\u003[dD]|%3[dD]|&#(?:61|[xX]3[dD]);)"
-_LABEL = r"f(?:m(?:2|1[ra])|o1)_"
-_MAC_RUN_RE = re.compile(rf"{_BODY}{_PAD}{{0,2}}+")
 _OAUTH_RUN_RE = re.compile(r"[A-Za-z0-9_-]*")
 _GLUED_LABEL_RE = re.compile(r"f(?:m(?:2|1[ra])|o1)\Z")  # a label's letters, before its "_"
-_WS = r"[ \t]{0,64}+(?:\r?\n[ \t]{0,64}+)?+"
-_JOIN_RE = re.compile(rf"""(["']){_WS}(?:(?:[+.]|\\(?=\r?\n)){_WS})?+\1""")
-# A chain of adjacent string literals quoted with q, each piece a run that does
-# not start with a label, matched in one call (linear, in C) and ending after
-# a padded piece. Pieces and what joins them hold no quote: str.split(q)
-# takes the chain apart.
-_NONEMPTY = r"(?=[A-Za-z0-9+/\\%&])"
-_CHAIN_RE = {
-    q: re.compile(
-        rf"(?:{q}{_WS}(?:(?:[+.]|\\(?=\r?\n)){_WS})?+{q}(?!{_LABEL}){_NONEMPTY}{_BODY}(?!{_PAD}))*+"
-        rf"(?:{q}{_WS}(?:(?:[+.]|\\(?=\r?\n)){_WS})?+{q}(?!{_LABEL}){_BODY}{_PAD}{{1,2}}+)?+"
-    )
-    for q in "\"'"
-}
-# A hard-wrapped line: Markdown or a YAML folded scalar (line break, then
-# indentation), a Windows "^" or shell "\\" continuation (indentation after a
-# continuation the run took in).
-_WRAP = r"(?:[ \t]{0,8}+[\^\\]?+\r?\n[ \t]{0,64}+|(?<=\n)[ \t]{1,64}+)"
-_WRAP_RE = re.compile(_WRAP)
-_WRAP_CHAIN_RE = re.compile(
-    rf"(?:{_WRAP}(?!{_LABEL}){_NONEMPTY}{_BODY}(?!{_PAD}))*+"
-    rf"(?:{_WRAP}(?!{_LABEL}){_BODY}{_PAD}{{1,2}}+)?+"
-)
 _NEXT_MEMBER_RE = re.compile(r",[ \t]{0,64}(?=f(?:m(?:2|1[ra])|o1)_)")
 _SCHEME_RE = re.compile(r"(?<![A-Za-z0-9])(?i:flyv1|bearer)[ \t]{1,64}\Z")
-_ESCAPE_RE = re.compile(
-    r"\\/|\\u00(?:2[bBfF]|3[dD])|%(?:2[bBfF]|3[dD])|&#(?:43|47|61|[xX](?:2[bBfF]|3[dD]));|\\\r?\n"
-)
-_UNESCAPE = {
-    "\\/": "/",
-    "\\u002b": "+",
-    "\\u002f": "/",
-    "\\u003d": "=",
-    "%2b": "+",
-    "%2f": "/",
-    "%3d": "=",
-    "&#43;": "+",
-    "&#47;": "/",
-    "&#61;": "=",
-    "&#x2b;": "+",
-    "&#x2f;": "/",
-    "&#x3d;": "=",
-    "\\\n": "",
-    "\\\r\n": "",
-}
-
-
-def _unescape(raw: str) -> str:
-    if "\\" not in raw and "%" not in raw and "&" not in raw:
-        return raw
-    return _ESCAPE_RE.sub(lambda m: _UNESCAPE[m.group().lower()], raw)
 
 
 def _sha256_hex(text: str) -> str:
@@ -268,10 +214,6 @@ class _Hit(NamedTuple):
     data: bytes | None
 
 
-def _ends_padded(piece: str) -> bool:
-    return piece[-6:].lower().endswith(("=", "\\u003d", "%3d", "&#61;", "&#x3d;"))
-
-
 def _classify_macaroon(label: str, payload: str) -> _Classified:
     try:
         data = unb64(payload)  # as Go's StdEncoding
@@ -282,21 +224,6 @@ def _classify_macaroon(label: str, payload: str) -> _Classified:
     return _Classified("malformed" if _suspicious(payload) else None, label + payload)
 
 
-def _token_bytes(payload: str) -> int | None:
-    """How many bytes the token at the start of base64 *payload* takes, if it is one.
-
-    The MessagePack array of a token says where it ends, and a prefix of a
-    base64 string decodes to a prefix of its bytes: so one decode of a whole
-    joined run tells which join, if any, is the token.
-    """
-    try:
-        data = binascii.a2b_base64(payload[: len(payload) // 4 * 4], strict_mode=True)
-        # A token is an array of four fields.
-        return _msgpack.value_end(data, 0) if data[:1] in (b"\x94", b"\xdc", b"\xdd") else None
-    except (binascii.Error, ValueError):  # DecodeError is a ValueError
-        return None
-
-
 def _classify_joined(label: str, raws: list[str], literal: int) -> tuple[_Classified, int]:
     """Classify a candidate split into *raws* (escaped pieces); return how many it used.
 
@@ -305,7 +232,7 @@ def _classify_joined(label: str, raws: list[str], literal: int) -> tuple[_Classi
     is the shortest join that is a token, else the join of the literals:
     each text is unescaped and decoded once, linear in the candidate.
     """
-    size = _token_bytes(_unescape("".join(raws)))
+    size = token_bytes(_unescape("".join(raws)))
     if size is not None:
         want, total = (size + 2) // 3 * 4, 0
         for used, raw in enumerate(raws, 1):
@@ -321,14 +248,6 @@ def _classify_joined(label: str, raws: list[str], literal: int) -> tuple[_Classi
         # Too short or too plain to report when joined: so is the first piece.
         return _Classified(None, label + _unescape(raws[0])), 1
     return best, literal
-
-
-def _piece_end(text: str, offset: int, sep: re.Pattern[str], nth: int) -> int:
-    """Where the *nth* separator of *text* (at *offset* in the buffer) starts, else its end."""
-    for i, m in enumerate(sep.finditer(text), 1):
-        if i == nth:
-            return offset + m.start()
-    return offset + len(text)
 
 
 def _extract_macaroon(buf: str, label: str, start: int) -> tuple[_Classified, int, int]:
@@ -352,40 +271,13 @@ def _extract_macaroon(buf: str, label: str, start: int) -> tuple[_Classified, in
         if cut.kind == "token" or whole.kind != "token":
             return cut, glued.start(), end
         return whole, end, end
-    if not m.group() or _ends_padded(m.group()):
+    if not m.group() or ends_padded(m.group()):
         return _classify_macaroon(label, _unescape(m.group())), end, end
-    # Adjacent string literals, then wrapped lines: each chain is matched, and
-    # split into its pieces, by one call (linear, in C).
-    raws, lit_end, parts = [m.group()], end, [m.group()]
-    j = _JOIN_RE.match(buf, end)
-    if j is not None:
-        chain = _CHAIN_RE[j.group(1)].match(buf, end)
-        assert chain is not None  # the pattern matches the empty string
-        lit_end = chain.end()
-        parts = buf[start:lit_end].split(j.group(1))  # piece, join, piece, ...
-        raws = parts[0::2]
-    literal, wrap_end, wrap_text = len(raws), lit_end, ""
-    if not _ends_padded(buf[max(start, lit_end - 6) : lit_end]):
-        wrapped = _WRAP_CHAIN_RE.match(buf, lit_end)
-        assert wrapped is not None
-        wrap_end = wrapped.end()
-        if wrap_end > lit_end:
-            # From the character before, which the separator's look-behind needs;
-            # the text before the first separator is not a piece.
-            wrap_text = buf[lit_end - 1 : wrap_end]
-            raws.extend(_WRAP_RE.split(wrap_text)[1:])
-    if len(raws) == 1:
-        return _classify_macaroon(label, _unescape(raws[0])), end, end
-    best, used = _classify_joined(label, raws, literal)
-    if used == len(raws):
-        return best, wrap_end, wrap_end
-    if used == literal:
-        stop = lit_end
-    elif used > literal:
-        stop = _piece_end(wrap_text, lit_end - 1, _WRAP_RE, used - literal + 1)
-    else:  # the pieces, the joins between them and their two quotes each
-        stop = start + sum(map(len, parts[: 2 * used - 1])) + 2 * (used - 1)
-    return best, stop, wrap_end
+    pieces = Pieces(buf, start, end)  # adjacent string literals, then wrapped lines
+    if len(pieces.raws) == 1:
+        return _classify_macaroon(label, _unescape(m.group())), end, end
+    best, used = _classify_joined(label, pieces.raws, pieces.literal)
+    return best, pieces.end_of(used), pieces.end
 
 
 def _extract_oauth(buf: str, start: int) -> tuple[_Classified, int, int]:
@@ -425,54 +317,6 @@ def _token_id(c: _Classified) -> TokenId:
         return TokenId(None, None, fingerprint)
     nonce = c.macaroon.nonce
     return TokenId((nonce.kid or b"").hex(), (nonce.rnd or b"").hex(), fingerprint)
-
-
-_B64_VALUE_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
-_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
-# The base64 of a label (fm2_, fo1_, fm1a_, fm1r_) or of "flyv1 " at the start
-# of an encoded value; "FlyV1 " encodes as "Rmx5VjEg", before a label's. One
-# pattern with a literal prefix: re searches for it about as fast as for labels.
-_B64_LABEL_RE = re.compile(r"Zm(?:0yX|8xX|0xYV|0xcl8|x5djEg)")
-_B64_SCHEME = "Rmx5VjEg"
-
-
-class _Wrapped:
-    """Finds base64 values that decode to a token or header, in one buffer.
-
-    The next match is remembered until passed, so a buffer is searched once
-    whatever the number of labels in it.
-    """
-
-    __slots__ = ("at", "buf", "start")
-
-    def __init__(self, buf: str) -> None:
-        self.buf = buf
-        self.at = -2  # the next match; -2: not searched yet, -1: none
-        self.start = -1  # where the value holding it starts
-
-    def next(self, pos: int) -> int:
-        """The start of the next such value at or after *pos*, or -1."""
-        buf = self.buf
-        while self.at == -2 or (self.at >= 0 and self.start < pos):
-            m = _B64_LABEL_RE.search(buf, max(pos, self.at + 1))
-            if m is None:
-                self.at = -1
-                break
-            self.at = at = m.start()
-            if at >= 8 and buf.startswith(_B64_SCHEME, at - 8):
-                at -= 8
-            # Only a value's start: a label's encoding inside a longer run is
-            # at an offset that decodes to other text.
-            self.start = at if at == 0 or buf[at - 1] not in _B64_CHARS else -1
-        return self.start if self.at >= 0 else -1
-
-
-def _unwrap(value: str) -> str | None:
-    """The text a base64 value encodes, if it is UTF-8."""
-    try:
-        return unb64(value).decode("utf-8")
-    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
-        return None
 
 
 class _State:
@@ -573,7 +417,7 @@ def _scan(
             else:
                 pos = size
 
-        wrapped = _Wrapped(buf) if unwrap else None
+        wrapped = Wrapped(buf) if unwrap else None
         lm: re.Match[str] | None = None
         searched = -1  # lm is the first label at or after this offset (None: none)
         while st.skipping is None:
@@ -586,7 +430,7 @@ def _scan(
                 if not final and vm.end() + _MARGIN > size and size - w <= max_candidate:
                     keep_from = w
                     break
-                text = _unwrap(vm.group()) if vm.end() - w <= max_candidate else None
+                text = _unwrapped(vm.group()) if vm.end() - w <= max_candidate else None
                 if text is not None:
                     st.advance(buf, buf_abs, w)
                     line, column = st.line, buf_abs + w - st.line_start + 1
