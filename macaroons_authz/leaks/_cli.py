@@ -6,14 +6,13 @@ import argparse
 import json
 import os
 import re
-import sys
 from collections.abc import Iterable
 from typing import IO, Any, TextIO
 
 from .._inspect import printable
 from .baseline import Baseline
 from .files import ScanStats, scan_paths, scan_stream
-from .git import BlobFinding, scan_history, scan_staged
+from .git import BlobFinding, scan_history, scan_staged, toplevel
 from .redaction import redact_tokens
 from .sarif import to_sarif
 from .scanner import Finding
@@ -115,7 +114,7 @@ def _findings(
     if args.staged or args.git is not None:
         if args.paths:
             raise ScanUsageError("PATHs cannot be given with --staged or --git")
-        top = os.getcwd()
+        top = toplevel(os.getcwd())  # the paths found are relative to it
         if args.staged:
             found: list[Finding | BlobFinding] = list(
                 scan_staged(top, stats=stats, max_file_size=args.max_file_size)
@@ -244,8 +243,3 @@ def _text(
                 out.write(f"    binary: {printable(path)}\n")
             for path in stats.too_large:
                 out.write(f"    too large: {printable(path)}\n")
-
-
-def stdin_bytes() -> IO[bytes] | None:
-    """Standard input as bytes, if the process has one."""
-    return getattr(sys.stdin, "buffer", None)

@@ -152,6 +152,15 @@ class _Blob:
             pass
 
 
+def toplevel(repo: str | os.PathLike[str]) -> str:
+    """The top directory of the work tree *repo* is in.
+
+    Raises:
+        GitError: *repo* is not in a git work tree.
+    """
+    return _git(repo, "rev-parse", "--show-toplevel").decode().rstrip("\n")
+
+
 def scan_staged(
     repo: str | os.PathLike[str] = ".",
     *,
@@ -169,7 +178,7 @@ def scan_staged(
     Raises:
         GitError: *repo* is not in a git work tree, or git failed.
     """
-    top = _git(repo, "rev-parse", "--show-toplevel").decode().rstrip("\n")
+    top = toplevel(repo)
     try:
         _git(top, "rev-parse", "--verify", "--quiet", "HEAD")
         base = "HEAD"
