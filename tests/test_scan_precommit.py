@@ -45,18 +45,13 @@ def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 def hook_repository(tmp: Path) -> tuple[Path, str]:
     """A git repository holding the project's files as they are now; and its commit."""
     repo = tmp / "hook-repo"
-    listed = git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard").stdout
-    for name in filter(None, listed.split("\0")):
-        src = ROOT / name
-        if src.is_file() and name.split("/")[0] in {
-            "macaroons_authz",
-            "pyproject.toml",
-            "README.md",
-            "LICENSE",
-            ".pre-commit-hooks.yaml",
-        }:
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, repo / name)
+    shutil.copytree(
+        ROOT / "macaroons_authz",
+        repo / "macaroons_authz",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    for name in ("pyproject.toml", "README.md", "LICENSE", ".pre-commit-hooks.yaml"):
+        shutil.copyfile(ROOT / name, repo / name)
     git(repo, "init", "-q")
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "hooks")
