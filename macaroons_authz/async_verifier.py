@@ -18,9 +18,8 @@ from .caveats.caveat_set import CaveatSet
 from .caveats.registry import CaveatRegistry
 from .decision import (
     VerifiedToken,
-    _AnyRevoked,
-    _KeyFor,
     _Request,
+    _Result,
     _Steps,
     decide,
     store_error,
@@ -110,8 +109,10 @@ class AsyncVerifier(_BaseVerifier):
         hit = await self._hit(header)
         if hit is not None:
             return hit.caveats
-        verified: VerifiedToken = await self._run(decide(self._policy, header, None))
-        return verified.caveats
+        caveats: CaveatSet = (await self._run(decide(self._policy, header, None, identify=False)))[
+            0
+        ]
+        return caveats
 
     async def verify_all(self, header: str) -> list[VerifiedToken]:
         """:meth:`Verifier.verify_all`, awaiting the stores."""
@@ -123,7 +124,13 @@ class AsyncVerifier(_BaseVerifier):
 
     async def authorize(self, header: str, access: Access) -> CaveatSet:
         """:meth:`Verifier.authorize`, awaiting the stores."""
-        return (await self.authorize_token(header, access)).caveats
+        hit = await self._hit(header)
+        if hit is not None:
+            hit.caveats.validate(access)
+            return hit.caveats
+        result = await self._run(decide(self._policy, header, access, identify=False))
+        caveats: CaveatSet = result[0]
+        return caveats
 
     async def authorize_token(self, header: str, access: Access) -> VerifiedToken:
         """:meth:`Verifier.authorize_token`, awaiting the stores."""
@@ -131,7 +138,9 @@ class AsyncVerifier(_BaseVerifier):
         if hit is not None:
             hit.caveats.validate(access)
             return hit
-        verified: VerifiedToken = await self._run(decide(self._policy, header, access))
+        result: _Result = await self._run(decide(self._policy, header, access, identify=True))
+        verified = result[1]
+        assert verified is not None  # identify=True
         return verified
 
     async def _hit(self, header: str) -> VerifiedToken | None:
@@ -150,28 +159,21 @@ class AsyncVerifier(_BaseVerifier):
             while True:
                 try:
                     answer = await self._answer(request)
-                except BaseException as exc:
+                except MacaroonError as exc:
                     request = steps.throw(exc)
+                except Exception as exc:
+                    store = "keyring" if isinstance(request, bytes) else "revocation store"
+                    request = steps.throw(store_error(store, exc))
                 else:
                     request = steps.send(answer)
         except StopIteration as done:
             return done.value
 
     async def _answer(self, request: _Request) -> object:
-        if type(request) is _KeyFor:
-            try:
-                return await self._keyring.key_for(request.kid)
-            except MacaroonError:
-                raise
-            except Exception as exc:
-                raise store_error("keyring", exc) from exc
-        assert type(request) is _AnyRevoked and self._revocations is not None
-        try:
-            for token_id in request.ids:
-                if await self._revocations.is_revoked(token_id):
-                    return True
-        except MacaroonError:
-            raise
-        except Exception as exc:
-            raise store_error("revocation store", exc) from exc
+        if isinstance(request, bytes):
+            return await self._keyring.key_for(request)
+        assert self._revocations is not None
+        for token_id in request:
+            if await self._revocations.is_revoked(token_id):
+                return True
         return False

@@ -3,8 +3,8 @@
 Deciding is microseconds of CPU around at most two kinds of I/O: finding a
 root key by KID, and asking the revocation store whether a token is
 revoked. The steps here do everything but that I/O: they are a generator
-that *yields* each look-up it needs (a :class:`_KeyFor` or an
-:class:`_AnyRevoked`) and is *sent* the answer. The
+that *yields* each look-up it needs (a KID, as ``bytes``: "its root key?";
+token ids, as a ``tuple``: "is any revoked?") and is *sent* the answer. The
 :class:`~macaroons_authz.Verifier` answers by calling its stores; the
 :class:`~macaroons_authz.AsyncVerifier` by awaiting its async ones. Nothing
 else differs, so the two faces cannot decide differently.
@@ -127,21 +127,10 @@ class NoTokenAllowedError(UnauthorizedError):
 # -- the look-ups the steps ask for ------------------------------------------
 
 
-@attrs.frozen
-class _KeyFor:
-    """Asks for the root key of *kid* (``None`` if there is none)."""
-
-    kid: bytes
-
-
-@attrs.frozen
-class _AnyRevoked:
-    """Asks whether any of *ids* is revoked."""
-
-    ids: tuple[str, ...]
-
-
-_Request = _KeyFor | _AnyRevoked
+#: A look-up: a KID (``bytes``) asks for its root key, or ``None``; token
+#: ids (a ``tuple``) ask whether any of them is revoked. Plain values: a
+#: request object would cost a tenth of the steps' own overhead.
+_Request = bytes | tuple[str, ...]
 _Steps = Generator[_Request, Any, Any]
 
 
@@ -191,59 +180,106 @@ class Policy:
         return list(permissions.values()), others
 
 
-class _Header:
-    """One header's decision in progress: look-ups already answered, one HMAC budget."""
+#: What verifying one token gives: its caveats, and its
+#: :class:`VerifiedToken` when asked for or cached (building one costs a
+#: tenth of an uncached decision, which plain ``authorize`` does not need).
+_Result = tuple[CaveatSet, VerifiedToken | None]
 
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-        cache = policy.cache
-        # Taken before any revocation check: see VerificationCache.put.
-        self.stamp = 0 if cache is None else cache.stamp()
+
+class _Several:
+    """What the tokens of one header of several share: look-ups already answered, one budget.
+
+    A KID looked up, or a token id found not revoked, is not asked again;
+    all the tokens spend one HMAC budget and check a shared discharge once,
+    as in :meth:`Bundle.verify <macaroons_authz.Bundle.verify>`.
+    """
+
+    __slots__ = ("keys", "not_revoked", "run")
+
+    def __init__(self) -> None:
         self.keys: dict[bytes, bytes | None] = {}
         self.not_revoked: set[str] = set()
         # A header inside a verification run (Bundle.verify) stays in it.
         self.run = RUN.get() or _Run()
 
-    def token(
-        self,
-        token: Macaroon,
-        discharges: Sequence[Macaroon],
-        ids: Sequence[str],
-        header: str | None,
-    ) -> _Steps:
-        """Verify *token* with *discharges*; return its :class:`VerifiedToken`.
 
-        *ids* are the token ids checked against the revocation store;
-        *header*, if given, is remembered by the cache as leading here.
-        """
-        policy, cache = self.policy, self.policy.cache
-        if policy.revocations:
-            unchecked = tuple(i for i in ids if i not in self.not_revoked)
-            if unchecked:
-                if (yield _AnyRevoked(unchecked)):
-                    raise VerificationError("token revoked")
-                self.not_revoked.update(unchecked)
-        if cache is not None:
-            key, size = cache._key(token, discharges)
-            hit = cache._get(key, header=header, token_ids=ids, stamp=self.stamp)
-            if hit is not None and hit.token is not None:
-                return hit.token
-        kid = token._kid or b""
-        if kid in self.keys:
-            root_key = self.keys[kid]
-        else:
-            root_key = self.keys[kid] = yield _KeyFor(kid)
-        if root_key is None:
-            raise VerificationError(f"unknown KID {kid.hex()}")
-        previous = RUN.set(self.run)
+def _verify_token(
+    policy: Policy,
+    token: Macaroon,
+    discharges: Sequence[Macaroon],
+    ids: Sequence[str],
+    *,
+    header: str | None,
+    stamp: int,
+    identify: bool,
+    several: _Several | None,
+) -> _Steps:
+    """The steps of verifying *token* with *discharges*; return its :data:`_Result`.
+
+    *ids* are the token ids checked against the revocation store;
+    *header*, if given, is remembered by the cache as leading here; *stamp*
+    is the cache's, taken before any revocation check (see
+    :meth:`VerificationCache.put`).
+    """
+    cache = policy.cache
+    if policy.revocations:
+        checked = None if several is None else several.not_revoked
+        unchecked = tuple(ids) if checked is None else tuple(i for i in ids if i not in checked)
+        if unchecked:
+            if (yield unchecked):
+                raise VerificationError("token revoked")
+            if checked is not None:
+                checked.update(unchecked)
+    if cache is not None:
+        key, size = cache._key(token, discharges)
+        hit = cache._get(key, header=header, token_ids=ids, stamp=stamp)
+        if hit is not None and hit.token is not None:
+            return hit.caveats, hit.token
+    kid = token._kid or b""
+    if several is None:
+        root_key = yield kid
+    elif kid in several.keys:
+        root_key = several.keys[kid]
+    else:
+        root_key = several.keys[kid] = yield kid
+    if root_key is None:
+        raise VerificationError(f"unknown KID {kid.hex()}")
+    if several is None:
+        caveats = token.verify(root_key, discharges, policy.trusted_3ps)
+    else:
+        previous = RUN.set(several.run)
         try:
-            caveats = token.verify(root_key, discharges, self.policy.trusted_3ps)
+            caveats = token.verify(root_key, discharges, policy.trusted_3ps)
         finally:
             RUN.reset(previous)
-        verified = VerifiedToken(str(token.nonce.uuid), kid, caveats)
-        if cache is not None:
-            cache.put(key, caveats, ids, stamp=self.stamp, header=header, size=size, token=verified)
-        return verified
+    if not (identify or cache is not None):
+        return caveats, None
+    verified = VerifiedToken(_token_id(token), kid, caveats)
+    if cache is not None:
+        cache.put(key, caveats, ids, stamp=stamp, header=header, size=size, token=verified)
+    return caveats, verified
+
+
+#: Token ids of verified tokens by their nonce's KID and random bytes:
+#: computing one (two SHA-1s and a UUID's formatting) costs more than a
+#: cached decision, and a verifier without a cache sees the same tokens again
+#: and again. Only tokens that verified enter it; it is cleared when full
+#: (4,096 entries, about 1 MiB).
+_VERIFIED_IDS: dict[tuple[bytes | None, bytes | None], str] = {}
+_VERIFIED_IDS_MAX = 4096
+
+
+def _token_id(token: Macaroon) -> str:
+    """The token id of a token that verified (memoized)."""
+    nonce = token.nonce
+    key = (nonce.kid, nonce.rnd)
+    found = _VERIFIED_IDS.get(key)
+    if found is None:
+        found = str(nonce.uuid)
+        if len(_VERIFIED_IDS) >= _VERIFIED_IDS_MAX:
+            _VERIFIED_IDS.clear()
+        _VERIFIED_IDS[key] = found
+    return found
 
 
 def _ids(tokens: Sequence[Macaroon]) -> list[str]:
@@ -256,14 +292,15 @@ def _matched(token: Macaroon, others: Sequence[Macaroon]) -> list[Macaroon]:
     return [d for d in others if d._kid in tickets]
 
 
-def decide(policy: Policy, header: str, access: Access | None) -> _Steps:
-    """The steps of deciding *header*; return the :class:`VerifiedToken` that decided.
+def decide(policy: Policy, header: str, access: Access | None, *, identify: bool) -> _Steps:
+    """The steps of deciding *header*; return the :data:`_Result` of the token that decided.
 
     With *access* ``None``, only a header with one permission token is
     verified (several raise :class:`~macaroons_authz.DecodeError`: there is
     no one answer without an access; :func:`verify_all` gives each).
     Otherwise the first permission token, in header order, that verifies
-    and allows *access* decides.
+    and allows *access* decides. With *identify*, the result holds its
+    :class:`VerifiedToken`.
 
     A header with one permission token raises that token's own error; one
     with several raises :class:`NoTokenVerifiedError` or
@@ -271,32 +308,47 @@ def decide(policy: Policy, header: str, access: Access | None) -> _Steps:
     :class:`~macaroons_authz.StoreError` whatever the other tokens would do.
     """
     permissions, others = policy.parse(header)
-    state = _Header(policy)
+    cache = policy.cache
+    # Taken before any revocation check: see VerificationCache.put.
+    stamp = 0 if cache is None else cache.stamp()
     if len(permissions) == 1:
         token = permissions[0]
         # Every token of the header is checked for revocation, as before
         # headers of several tokens were accepted.
-        ids = _ids([token, *others]) if policy.revocations or policy.cache is not None else []
-        verified: VerifiedToken = yield from state.token(token, others, ids, header)
+        ids = _ids([token, *others]) if policy.revocations or cache is not None else []
+        result: _Result = yield from _verify_token(
+            policy, token, others, ids, header=header, stamp=stamp, identify=identify, several=None
+        )
         if access is not None:
-            verified.caveats.validate(access)
-        return verified
+            result[0].validate(access)
+        return result
     if access is None:
         raise DecodeError(
             "multiple permission tokens: verify_all() verifies each, authorize() "
             "accepts the header if one of them allows the access"
         )
+    several = _Several()
     refusals: list[TokenRefusal] = []
     for token in permissions:
         discharges = _matched(token, others)
+        ids = _ids([token, *discharges])
         # Never remember this header: which token allows depends on the access.
         try:
-            verified = yield from state.token(token, discharges, _ids([token, *discharges]), None)
-            verified.caveats.validate(access)
+            result = yield from _verify_token(
+                policy,
+                token,
+                discharges,
+                ids,
+                header=None,
+                stamp=stamp,
+                identify=identify,
+                several=several,
+            )
+            result[0].validate(access)
         except (VerificationError, UnauthorizedError) as exc:
             refusals.append(TokenRefusal(str(token.nonce.uuid), token._kid or b"", exc))
             continue
-        return verified
+        return result
     if any(r.verified for r in refusals):
         raise NoTokenAllowedError(refusals)
     raise NoTokenVerifiedError(refusals)
@@ -309,16 +361,28 @@ def verify_all(policy: Policy, header: str) -> _Steps:
         NoTokenVerifiedError: none verified, with each one's reason.
     """
     permissions, others = policy.parse(header)
-    state = _Header(policy)
+    stamp = 0 if policy.cache is None else policy.cache.stamp()
+    several = _Several()
     verified: list[VerifiedToken] = []
     refusals: list[TokenRefusal] = []
     for token in permissions:
         discharges = _matched(token, others)
+        ids = _ids([token, *discharges])
         try:
-            one = yield from state.token(token, discharges, _ids([token, *discharges]), None)
+            _, one = yield from _verify_token(
+                policy,
+                token,
+                discharges,
+                ids,
+                header=None,
+                stamp=stamp,
+                identify=True,
+                several=several,
+            )
         except VerificationError as exc:
             refusals.append(TokenRefusal(str(token.nonce.uuid), token._kid or b"", exc))
             continue
+        assert one is not None  # identify=True
         verified.append(one)
     if not verified:
         raise NoTokenVerifiedError(refusals)

@@ -24,9 +24,7 @@ from .caveats.registry import CaveatRegistry
 from .decision import (
     Policy,
     VerifiedToken,
-    _AnyRevoked,
-    _KeyFor,
-    _Request,
+    _Result,
     _Steps,
     decide,
     store_error,
@@ -162,8 +160,8 @@ class Verifier(_BaseVerifier):
         hit = self._hit(header)
         if hit is not None:
             return hit.caveats
-        verified: VerifiedToken = self._run(decide(self._policy, header, None))
-        return verified.caveats
+        caveats: CaveatSet = self._run(decide(self._policy, header, None, identify=False))[0]
+        return caveats
 
     def verify_all(self, header: str) -> list[VerifiedToken]:
         """Verify every permission token of the header, each with the discharges of its tickets.
@@ -204,7 +202,13 @@ class Verifier(_BaseVerifier):
                 permission tokens, with each one's reason).
             StoreError: a store cannot be read.
         """
-        return self.authorize_token(header, access).caveats
+        hit = self._hit(header)
+        if hit is not None:
+            hit.caveats.validate(access)
+            return hit.caveats
+        result = self._run(decide(self._policy, header, access, identify=False))
+        caveats: CaveatSet = result[0]
+        return caveats
 
     def authorize_token(self, header: str, access: Access) -> VerifiedToken:
         """:meth:`authorize`, also saying which permission token allowed the access."""
@@ -212,7 +216,9 @@ class Verifier(_BaseVerifier):
         if hit is not None:
             hit.caveats.validate(access)
             return hit
-        verified: VerifiedToken = self._run(decide(self._policy, header, access))
+        result: _Result = self._run(decide(self._policy, header, access, identify=True))
+        verified = result[1]
+        assert verified is not None  # identify=True
         return verified
 
     def _follow(self) -> None:
@@ -236,26 +242,17 @@ class Verifier(_BaseVerifier):
             request = next(steps)
             while True:
                 try:
-                    answer = self._answer(request)
-                except BaseException as exc:
+                    if isinstance(request, bytes):
+                        answer: object = self._keyring.key_for(request)
+                    else:
+                        assert self._revocations is not None
+                        answer = any(map(self._revocations.is_revoked, request))
+                except MacaroonError as exc:
                     request = steps.throw(exc)
+                except Exception as exc:
+                    store = "keyring" if isinstance(request, bytes) else "revocation store"
+                    request = steps.throw(store_error(store, exc))
                 else:
                     request = steps.send(answer)
         except StopIteration as done:
             return done.value
-
-    def _answer(self, request: _Request) -> object:
-        if type(request) is _KeyFor:
-            try:
-                return self._keyring.key_for(request.kid)
-            except MacaroonError:
-                raise
-            except Exception as exc:
-                raise store_error("keyring", exc) from exc
-        assert type(request) is _AnyRevoked and self._revocations is not None
-        try:
-            return any(map(self._revocations.is_revoked, request.ids))
-        except MacaroonError:
-            raise
-        except Exception as exc:
-            raise store_error("revocation store", exc) from exc
