@@ -15,6 +15,9 @@ Three keyrings take the 200 ms: an async one (``asyncio.sleep``), a
 blocking one (``time.sleep``) that the verifier hands to worker threads,
 and the real PostgreSQL async keyring, whose look-up query also sleeps in
 the server (``pg_sleep``).
+
+The middleware and the gate with an ``AsyncVerifier`` are also driven
+directly: every kind of request gets the blocking verifier's answer.
 """
 
 from __future__ import annotations
@@ -28,26 +31,33 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
-from web_app import NOW, ORG, asgi_access, asgi_endpoint
+from web_app import AT, NOW, ORG, asgi_access, asgi_endpoint
+from web_helpers import broken_revocations, memory_tokens
 
 from macaroons_authz import (
     Action,
     AsyncVerifier,
+    FlyAccess,
     Macaroon,
     MemoryKeyring,
     MemoryRevocationStore,
     VerificationCache,
+    Verifier,
     app_token,
     to_header,
     token_id,
 )
-from macaroons_authz.web import ASGIMiddleware
+from macaroons_authz.web import ASGIMiddleware, Authorized, DecisionRecord, Gate
+from macaroons_authz.web._frameworks import decide_async
 from macaroons_authz.web.asgi import ASGIApp, Message, Receive, Scope, Send
 
 LOOKUP = 0.2  # seconds each key look-up takes
+READ_42 = FlyAccess(org_id=ORG, app_id=42, action=Action.READ, at=AT)
 CLIENTS = 20
 
 
@@ -264,3 +274,93 @@ def test_the_postgres_async_keyring_serves_twenty_requests_at_once(pg: Any) -> N
     )
     verifier = AsyncVerifier(keyring, cache=VerificationCache())
     prove_concurrency(verifier, ring, flight, keyring.close)
+
+
+# -- the middleware and gate with an AsyncVerifier, driven directly -------------------
+
+
+def call(app: ASGIApp, scope: Scope) -> list[Message]:
+    """Send one connection through *app*; every message it sent."""
+    sent: list[Message] = []
+    first = "http.request" if scope["type"] == "http" else "websocket.connect"
+
+    async def receive() -> Message:
+        return {"type": first}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def connection() -> None:
+        await app(scope, receive, send)
+
+    asyncio.run(connection())
+    return sent
+
+
+def scope_for(kind: str, method: str, path: str, *authorization: str) -> Scope:
+    headers = [(b"authorization", a.encode()) for a in authorization]
+    scope: Scope = {"type": kind, "path": path, "headers": headers, "extensions": {}}
+    if kind == "http":
+        scope["method"] = method
+    else:
+        scope["extensions"] = {"websocket.http.response": {}}
+    return scope
+
+
+def test_the_async_middleware_answers_as_the_blocking_one() -> None:
+    ring, tokens = memory_tokens()
+    store = MemoryRevocationStore()
+    store.revoke(token_id(tokens.tokens[3]))
+    blocking = Verifier(ring, revocations=store, cache=VerificationCache())
+    face = AsyncVerifier.of(blocking)
+    records: list[DecisionRecord] = []
+    by_async = ASGIMiddleware(asgi_endpoint, face, asgi_access, log=records.append)
+    by_blocking = ASGIMiddleware(asgi_endpoint, blocking, asgi_access, log=None)
+    assert (by_async.offload, by_blocking.offload) == (False, False)
+    both = f"{tokens.forged},{tokens.reader.removeprefix('FlyV1 ')}"
+    cases = [
+        (kind, method, path, auth)
+        for kind in ("http", "websocket")
+        for method, path in [("GET", "/apps/42"), ("DELETE", "/apps/42"), ("GET", "/health")]
+        for auth in [
+            (tokens.reader,),
+            (tokens.admin,),
+            (tokens.expired,),
+            (tokens.revoked,),
+            (tokens.forged,),
+            (both,),
+            (),
+            (tokens.reader, tokens.reader),
+        ]
+    ]
+    statuses = set()
+    for case in cases:
+        answer = call(by_async, scope_for(*case[:3], *case[3]))
+        assert answer == call(by_blocking, scope_for(*case[:3], *case[3])), case
+        statuses.add(answer[0].get("status"))
+    assert statuses == {200, 401, 403, None}  # None: an accepted websocket
+    allowed = [r for r in records if r.allowed]
+    assert {r.token_id for r in allowed} == {token_id(t) for t in tokens.tokens[:2]}
+
+
+def test_a_store_outage_behind_the_async_verifier_is_a_503(tmp_path: Path) -> None:
+    ring, tokens = memory_tokens()
+    face = AsyncVerifier(ring, revocations=broken_revocations(tmp_path))
+    app = ASGIMiddleware(asgi_endpoint, face, asgi_access, log=None)
+    start, body = call(app, scope_for("http", "GET", "/apps/42", tokens.admin))
+    assert (start["status"], dict(start["headers"])[b"retry-after"]) == (503, b"5")
+    assert json.loads(body["body"])["title"] == "Service Unavailable"
+
+
+def test_each_face_decides_with_its_own_method() -> None:
+    ring, tokens = memory_tokens()
+    face = AsyncVerifier(ring)
+    with pytest.raises(ValueError, match="nothing to offload"):
+        ASGIMiddleware(asgi_endpoint, face, asgi_access, offload=True)
+    with pytest.raises(TypeError, match="adecide"):
+        Gate(face).decide([tokens.admin], READ_42)
+    with pytest.raises(TypeError, match="decide"):
+        asyncio.run(Gate(Verifier(ring)).adecide([tokens.admin], READ_42))
+    # The framework adapters' hand-off awaits an async verifier's gate.
+    result = asyncio.run(decide_async(Gate(face, log=None), [tokens.admin], READ_42, False))
+    assert isinstance(result, Authorized) and result.token_id == token_id(tokens.tokens[1])
