@@ -21,6 +21,7 @@ library does not know, which must be re-emitted unchanged.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -55,6 +56,12 @@ def pack(obj: Any) -> bytes:
     return packed
 
 
+def packer() -> Callable[[Any], bytes]:
+    """The calling thread's :func:`pack`, without the look-up per call (for loops)."""
+    found: Callable[[Any], bytes] = getattr(_local, "pack", None) or _packer()
+    return found
+
+
 def unpack(data: bytes) -> Any:
     """Decode the first complete value of *data*; trailing bytes are ignored."""
     try:
@@ -79,6 +86,32 @@ def unpack(data: bytes) -> Any:
     except (TypeError, msgpack.UnpackException) as exc:
         # TypeError: an unhashable map key; ValueError covers incomplete
         # input, bad format bytes, nesting too deep and lengths over limit.
+        raise DecodeError(f"malformed MessagePack: {type(exc).__name__}") from None
+
+
+def first_in_array(data: bytes) -> Any:
+    """The first element of the array *data* begins with, reading nothing after it.
+
+    As Go's ``DecodeNonce``: the array must hold at least one element; what
+    follows the first is neither read nor checked.
+
+    Raises:
+        DecodeError: *data* does not begin with such an array.
+    """
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        strict_map_key=False,
+        unicode_errors=_UNICODE_ERRORS,
+        max_array_len=MAX_CONTAINER_LENGTH,
+        max_map_len=MAX_CONTAINER_LENGTH,
+    )
+    unpacker.feed(data)
+    try:
+        if unpacker.read_array_header() == 0:
+            raise DecodeError("malformed MessagePack: empty array")
+        return unpacker.unpack()
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        # OutOfData (truncated) is an UnpackException; the rest as in unpack().
         raise DecodeError(f"malformed MessagePack: {type(exc).__name__}") from None
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from . import _msgpack, crypto
+from . import _decode, _msgpack, crypto
+from ._decode import MAX_TOKEN_SIZE as MAX_TOKEN_SIZE
 from ._verification import (
     MAX_VERIFY_MACS,
     RUN,
@@ -33,16 +34,12 @@ from .caveats._base import (
     MAX_CAVEATS,
     THIRD_PARTY,
     Caveat,
-    MemoEntry,
     NeedsRawBytes,
     UnregisteredCaveat,
-    blob,
     decode_set_bytes,
     decode_set_value,
-    decode_token_caveats,
     go_json,
     pack_set,
-    string,
 )
 from .caveats.caveat_set import CaveatSet
 from .caveats.core import BindToParentToken, Caveat3P
@@ -53,8 +50,6 @@ from .nonce import Nonce
 
 __all__ = ["MAX_TOKEN_SIZE", "MAX_VERIFY_MACS", "Macaroon", "discharge_ticket"]
 
-#: The largest encoded token (in bytes) that :meth:`Macaroon.decode` accepts.
-MAX_TOKEN_SIZE = 256 * 1024
 _RND_SIZE = 16
 _BINDING_ID_SIZE = 16
 
@@ -114,11 +109,11 @@ class Macaroon:
     def _from_canonical(
         cls,
         nonce_packed: bytes,
-        kid: bytes,
+        kid: bytes | None,
         proof: bool,
         location: str,
         caveats: tuple[Caveat, ...],
-        packs: tuple[bytes, ...],
+        packs: tuple[bytes, ...] | None,
         tail: bytes,
     ) -> Macaroon:
         """A decoded token whose nonce bytes *nonce_packed* are canonical.
@@ -306,8 +301,13 @@ class Macaroon:
         """
         done = set()
         for d in discharges:
-            try:
-                done.add(_as_macaroon(d, None).nonce.kid)
+            if isinstance(d, Macaroon):
+                done.add(d._kid)
+                continue
+            if not isinstance(d, bytes):
+                raise TypeError(f"expected a Macaroon or bytes, not {type(d).__name__}")
+            try:  # only the nonce is read, as Go does
+                done.add(_decode.nonce_kid(d))
             except DecodeError:
                 continue
         out: dict[str, list[bytes]] = {}
@@ -364,36 +364,7 @@ class Macaroon:
         Raises:
             DecodeError: *data* is not a token, or is over :data:`MAX_TOKEN_SIZE`.
         """
-        if not isinstance(data, bytes):
-            raise TypeError(f"data must be bytes, not {type(data).__name__}")
-        if not data:
-            raise DecodeError("empty token")
-        if len(data) > MAX_TOKEN_SIZE:
-            raise DecodeError(f"token larger than {MAX_TOKEN_SIZE} bytes")
-        reg = DEFAULT_REGISTRY if registry is None else registry
-        memo = getattr(reg, "memo", None)
-        if memo is not None:
-            known = _decode_known(data, memo)
-            if known is not None:
-                return known
-        obj = _msgpack.unpack(data)
-        if type(obj) is not list or len(obj) != 4:
-            raise DecodeError("token must be an array of 4 fields")
-        nonce = Nonce.from_msgpack(obj[0])
-        location = string(obj[1], "location")
-        tail = blob(obj[3], "tail")
-        if tail is None or len(tail) != 32:
-            raise DecodeError("tail must be 32 bytes")
-        token = cls(nonce, location, (), tail, finalized=nonce.proof)
-        try:
-            caveats, packs = decode_token_caveats(obj[2], reg, memo, _set_bytes(data, token))
-        except NeedsRawBytes:
-            spans, _ = _msgpack.array_items(data)
-            start, end = spans[2]
-            caveats, packs = tuple(decode_set_bytes(data[start:end], reg)[0]), None
-        token._caveats = caveats
-        token._packed = packs
-        return token
+        return _decode.decode(cls, data, registry)
 
     # -- verification ------------------------------------------------------
 
@@ -576,82 +547,6 @@ def _holds_attestation(cav: Caveat) -> bool:
     if cav.attestation:
         return True
     return type(cav) is IfPresent and any(_holds_attestation(c) for c in cav.ifs or ())
-
-
-def _set_bytes(data: bytes, token: Macaroon) -> bytes | None:
-    """Bytes of *data* that begin with the caveat set and end before the tail.
-
-    When the token's nonce and location were written canonically (always,
-    for tokens made by Go or by this library), the caveat set starts right
-    after them. The tail's encoding takes at least 34 bytes, so the set ends
-    at most 34 bytes before the end; what lies between the set and that
-    point (only ever there with trailing bytes) makes a key of its own. A
-    memo entry depends only on the first value of its key, which here is
-    the caveat set itself, so its entries stay exact. ``None`` when the
-    nonce or location was written otherwise.
-    """
-    start = 1 + len(token._nonce_packed)
-    location = _msgpack.pack(token.location)
-    if data[0] != 0x94 or not (
-        data.startswith(token._nonce_packed, 1) and data.startswith(location, start)
-    ):
-        return None
-    return data[start + len(location) : len(data) - 34]
-
-
-def _decode_known(data: bytes, memo: dict[bytes, MemoEntry]) -> Macaroon | None:
-    """*data* decoded without unpacking it, or ``None`` to take the general path.
-
-    Only a token in the canonical layout whose caveat set the memo holds
-    exactly qualifies: ``94``, the nonce ``93 c4 <n> <kid> c4 10 <rnd>
-    c2|c3``, the location as ``fixstr`` or ``str8``, a caveat set whose
-    bytes are a memo key marked as the set's canonical encoding, then
-    ``c4 20 <tail>`` and nothing after. Each of those byte strings is one
-    MessagePack value, so ``unpack`` would read exactly these fields; the
-    memo's mark proves the set ends where the tail begins, which rules out
-    trailing bytes being taken for the tail. Every index is checked to lie
-    before the tail, so short input falls through to the general path,
-    which reports it.
-    """
-    tail_at = len(data) - 34
-    # Byte comparisons rather than startswith, whose argument parsing costs
-    # about 1.1k instructions a call.
-    if tail_at < 24 or data[:3] != b"\x94\x93\xc4":
-        return None
-    rnd_at = 4 + data[3]
-    at = rnd_at + 19  # just past the nonce
-    if at >= tail_at or data[rnd_at] != 0xC4 or data[rnd_at + 1] != 0x10:
-        return None
-    flag = data[at - 1]
-    head = data[at]
-    if 0xA0 <= head <= 0xBF:
-        at += 1
-        set_at = at + (head & 0x1F)
-    elif head == 0xD9:
-        at += 2
-        set_at = at + data[at - 1]
-    else:
-        return None
-    if (
-        set_at >= tail_at
-        or (flag != 0xC2 and flag != 0xC3)
-        or data[tail_at] != 0xC4
-        or data[tail_at + 1] != 0x20
-    ):
-        return None
-    hit = memo.get(data[set_at:tail_at])
-    if hit is None or not hit[2]:
-        return None
-    proof = flag == 0xC3
-    return Macaroon._from_canonical(
-        data[1 : rnd_at + 19],
-        data[4:rnd_at],
-        proof,
-        data[at:set_at].decode("utf-8", "surrogateescape"),
-        hit[0],
-        hit[1],
-        data[tail_at + 2 :],
-    )
 
 
 def _as_macaroon(token: Macaroon | bytes, registry: CaveatRegistry | None) -> Macaroon:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from ..access import Access
+    from ._fast import FastBuilders
 
 #: The largest number of caveats one caveat set may hold.
 MAX_CAVEATS = 4096
@@ -122,6 +123,21 @@ class Caveat:
             raise DecodeError(f"bad {cls.name} body: {exc}") from None
 
     @classmethod
+    def from_canonical(cls, body: Any, builders: FastBuilders, depth: int) -> Self | None:
+        """The caveat of a decoded *body* that is exactly canonical, or ``None``.
+
+        The decoding fast path (see ``macaroons_authz._decode``): it returns
+        a caveat only when :meth:`from_msgpack` would return an equal one
+        whose :meth:`packed` is the plain re-encoding of ``[type, body]``,
+        having checked the body's shape once, without the per-field checks
+        of building it from arbitrary input. ``None`` sends the body to
+        :meth:`from_msgpack`, which decides. *builders* are the registry's
+        such methods, for caveats nested at *depth*. The base has no fast
+        path.
+        """
+        return None
+
+    @classmethod
     def from_wire(cls, raw: bytes, registry: Registry, depth: int) -> Self:
         """Build the caveat from the exact wire bytes of its body."""
         return cls.from_msgpack(_msgpack.unpack(raw), registry, depth)
@@ -210,7 +226,12 @@ def _type_number(value: object) -> int:
     return value
 
 
-def _check_set(items: Any, depth: int) -> int:
+def check_set(items: Any, depth: int) -> int:
+    """The length of a caveat-set value (two per caveat); refuses what Go refuses.
+
+    Raises:
+        DecodeError: not an array of pairs, too many caveats, or nested too deeply.
+    """
     if depth > MAX_NESTING:
         raise DecodeError("caveats nested too deeply")
     if type(items) is not list:
@@ -223,13 +244,19 @@ def _check_set(items: Any, depth: int) -> int:
     return n
 
 
+#: A decode memo entry (see ``macaroons_authz._decode``): the caveats of a
+#: set, their canonical one-caveat encodings, and whether the key is
+#: exactly the set's canonical encoding (nothing more).
+MemoEntry = tuple[tuple["Caveat", ...], tuple[bytes, ...], bool]
+
+
 def decode_set_value(items: Any, registry: Registry, depth: int = 0) -> list[Caveat]:
     """Caveats from a decoded caveat-set value (the fast path).
 
     Raises:
         NeedsRawBytes: the set holds an unregistered caveat.
     """
-    n = _check_set(items, depth)
+    n = check_set(items, depth)
     lookup = registry.lookup
     out = []
     for i in range(0, n, 2):
@@ -238,70 +265,6 @@ def decode_set_value(items: Any, registry: Registry, depth: int = 0) -> list[Cav
             raise NeedsRawBytes
         out.append(cls.from_msgpack(items[i + 1], registry, depth))
     return out
-
-
-#: Caveat sets whose re-encoding is longer than this are not memoized.
-MEMO_MAX_KEY = 512
-#: How many caveat sets a registry remembers (see :func:`decode_token_caveats`).
-MEMO_ENTRIES = 4096
-
-#: A memo entry: the caveats of a set, their canonical one-caveat encodings,
-#: and whether the key is exactly the set's canonical encoding (nothing more).
-MemoEntry = tuple[tuple[Caveat, ...], tuple[bytes, ...], bool]
-
-
-def decode_token_caveats(
-    items: Any, registry: Registry, memo: dict[bytes, MemoEntry] | None, raw: bytes | None = None
-) -> tuple[tuple[Caveat, ...], tuple[bytes, ...] | None]:
-    """A token's caveats and, with a *memo*, their canonical MAC inputs.
-
-    The memo maps bytes that begin with the encoding of a caveat set (the
-    set's wire bytes *raw*, when the caller has them, or else its plain
-    re-encoding) to its caveats and their canonical encodings (the MAC
-    inputs). Decoding depends only on the first value of those bytes, so
-    equal keys always give equal results. A token's whole set is looked up
-    first (a token seen again costs one lookup), then each caveat alone, as
-    a one-caveat set (tokens made by one recipe share most of their
-    caveats, while a third-party caveat is new in every token).
-
-    Raises:
-        NeedsRawBytes: the set holds an unregistered caveat.
-    """
-    if memo is None:
-        return tuple(decode_set_value(items, registry)), None
-    n = _check_set(items, 0)
-    pack = _msgpack.pack
-    whole = pack(items) if raw is None else raw
-    hit = memo.get(whole)
-    if hit is not None:
-        return hit[0], hit[1]
-    caveats: list[Caveat] = []
-    packs: list[bytes] = []
-    for i in range(0, n, 2):
-        one = items[i : i + 2]
-        key = pack(one) if n > 2 else whole
-        hit = memo.get(key)
-        if hit is None:
-            (caveat,) = decode_set_value(one, registry)
-            caveats.append(caveat)
-            packs.append(caveat.packed())
-            _remember(memo, key, (caveat,), (packs[-1],))
-        else:
-            caveats.extend(hit[0])
-            packs.extend(hit[1])
-    result = tuple(caveats), tuple(packs)
-    if n > 2:
-        _remember(memo, whole, *result)
-    return result
-
-
-def _remember(
-    memo: dict[bytes, MemoEntry], key: bytes, caveats: tuple[Caveat, ...], packs: tuple[bytes, ...]
-) -> None:
-    if len(key) <= MEMO_MAX_KEY:
-        if len(memo) >= MEMO_ENTRIES:
-            memo.clear()
-        memo[key] = caveats, packs, key == pack_set(packs, len(packs))
 
 
 def decode_set_bytes(data: bytes, registry: Registry, depth: int = 0) -> tuple[list[Caveat], int]:

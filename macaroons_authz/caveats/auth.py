@@ -31,6 +31,7 @@ from ._base import (
     uint,
     uint64_field,
 )
+from ._fast import FastBuilders
 
 if TYPE_CHECKING:
     from typing import Self
@@ -142,6 +143,12 @@ class _IdCaveat(Caveat):
     def from_msgpack(cls, body: Any, registry: Registry, depth: int = 0) -> Self:
         fields = struct(body, 1, cls.name)
         return cls(0 if fields is None else uint(fields[0], f"{cls.name} id"))  # type: ignore[call-arg]
+
+    @classmethod
+    def from_canonical(cls, body: Any, builders: FastBuilders, depth: int) -> Self | None:
+        if type(body) is list and len(body) == 1 and type(body[0]) is int and body[0] >= 0:
+            return cls(body[0])  # type: ignore[call-arg]
+        return None
 
     def to_json(self) -> Any:
         return {"id": self.id}

@@ -28,6 +28,7 @@ from ._base import (
     string,
     struct,
 )
+from ._fast import FastBuilders, fast_new
 
 if TYPE_CHECKING:
     from typing import Self
@@ -93,6 +94,22 @@ class ValidityWindow(Caveat):
             return cls(0, 0)
         return cls(int64(fields[0], "not_before"), int64(fields[1], "not_after"))
 
+    @classmethod
+    def from_canonical(cls, body: Any, builders: FastBuilders, depth: int) -> Self | None:
+        if type(body) is list and len(body) == 2:
+            not_before, not_after = body
+            if (
+                type(not_before) is int
+                and type(not_after) is int
+                and -(2**63) <= not_before < 2**63
+                and -(2**63) <= not_after < 2**63
+            ):
+                # Checked here as the validators would: build without running them.
+                if cls is ValidityWindow:
+                    return _new_window(not_before, not_after)  # type: ignore[return-value]
+                return cls(not_before, not_after)
+        return None
+
     def to_json(self) -> Any:
         return {"not_before": self.not_before, "not_after": self.not_after}
 
@@ -103,6 +120,9 @@ class ValidityWindow(Caveat):
             json_int64(obj.get("not_before"), "not_before"),
             json_int64(obj.get("not_after"), "not_after"),
         )
+
+
+_new_window = fast_new(ValidityWindow, "not_before", "not_after")
 
 
 class _VerificationOnly(Caveat):
@@ -166,6 +186,18 @@ class Caveat3P(_VerificationOnly):
             blob(fields[2], "3P ticket"),
         )
 
+    @classmethod
+    def from_canonical(cls, body: Any, builders: FastBuilders, depth: int) -> Self | None:
+        if type(body) is list and len(body) == 3:
+            location, verifier_key, ticket = body
+            if (
+                type(location) is str
+                and (verifier_key is None or type(verifier_key) is bytes)
+                and (ticket is None or type(ticket) is bytes)
+            ):
+                return cls(location, verifier_key, ticket)
+        return None
+
     def to_json(self) -> Any:
         return {
             "Location": self.location,
@@ -204,6 +236,10 @@ class BindToParentToken(_VerificationOnly):
     @classmethod
     def from_msgpack(cls, body: Any, registry: Registry, depth: int = 0) -> Self:
         return cls(blob(body, "BindToParentToken"))
+
+    @classmethod
+    def from_canonical(cls, body: Any, builders: FastBuilders, depth: int) -> Self | None:
+        return cls(body) if body is None or type(body) is bytes else None
 
     def to_json(self) -> Any:
         return b64(self.binding_id)

@@ -9,6 +9,7 @@ to ``None`` leaves that resource unspecified.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -34,6 +35,7 @@ from ._base import (
     struct,
     uint,
 )
+from ._fast import FastBuilders, fast_new
 from .resset import (
     _MISSING,
     Prefix,
@@ -177,6 +179,17 @@ class Organization(Caveat):
             return cls(0, 0)
         return cls(uint(fields[0], "org id"), _msgpack_action(fields[1], "org mask"))
 
+    @classmethod
+    def from_canonical(cls, body: Any, builders: FastBuilders, depth: int) -> Self | None:
+        if type(body) is list and len(body) == 2:
+            org, mask = body
+            # MessagePack holds no int above 2**64-1.
+            if type(org) is int and org >= 0 and type(mask) is int and 0 <= mask <= 0xFFFF:
+                if cls is Organization:
+                    return _new_organization(org, mask)  # type: ignore[return-value]
+                return cls(org, mask)
+        return None
+
     def to_json(self) -> Any:
         return {"id": self.id, "mask": action_letters(self.mask)}
 
@@ -250,6 +263,17 @@ class _ResourceSetCaveat(Caveat):
         fields = struct(body, 1, cls.name)
         value = None if fields is None else fields[0]
         return cls(ResourceSet.from_msgpack(value, cls._key_type, cls.name))  # type: ignore[call-arg]
+
+    @classmethod
+    def from_canonical(cls, body: Any, builders: FastBuilders, depth: int) -> Self | None:
+        if type(body) is not list or len(body) != 1:
+            return None
+        value = body[0]
+        new: Callable[[ResourceSet[Any] | None], Self] = _NEW_RESOURCE_CAVEAT.get(cls, cls)
+        if value is None:
+            return new(None)
+        rs = ResourceSet.from_canonical(value, cls._key_type)
+        return None if rs is None else new(rs)
 
     def to_json(self) -> Any:
         rs = self.resources
@@ -367,6 +391,23 @@ class StorageObjects(_ResourceSetCaveat):
     _json_key = "storage_objects"
     _access_attr = "storage_object"
     _kind = "storage object"
+
+
+_new_organization = fast_new(Organization, "id", "mask")
+# Each caveat of one resource set, built from a checked set (or None).
+_NEW_RESOURCE_CAVEAT: dict[type, Any] = {
+    cls: fast_new(cls, cls._json_key)
+    for cls in (
+        Volumes,
+        Apps,
+        FeatureSet,
+        Machines,
+        MachineFeatureSet,
+        Clusters,
+        AppFeatureSet,
+        StorageObjects,
+    )
+}
 
 
 @attrs.frozen

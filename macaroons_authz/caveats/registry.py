@@ -13,12 +13,14 @@ No global state changes, so tests and libraries cannot step on each other.
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
 import attrs
 
 from ..errors import RegistrationError
 from ._base import UNREGISTERED_TYPE, Caveat, MemoEntry, UnregisteredCaveat
+from ._fast import FastBuilders
 from .auth import (
     ConfineGitHubOrg,
     ConfineGoogleHD,
@@ -105,15 +107,17 @@ _BUILTINS: tuple[type[Caveat], ...] = (
 class CaveatRegistry:
     """Maps caveat type numbers and JSON names (and aliases) to classes."""
 
-    __slots__ = ("_by_name", "_by_number", "_frozen", "memo")
+    __slots__ = ("_by_name", "_by_number", "_frozen", "fast_builders", "memo")
 
     def __init__(self, caveats: tuple[type[Caveat], ...] = ()) -> None:
         """A registry holding *caveats* (none by default; see :meth:`copy`)."""
         self._by_number: dict[int, type[Caveat]] = {}
         self._by_name: dict[str, type[Caveat]] = {}
         self._frozen = False
-        #: Decoded caveat sets by their plain encoding (see ``decode_token_caveats``).
+        #: Decoded caveat sets by their plain encoding (see ``macaroons_authz._decode``).
         self.memo: dict[bytes, MemoEntry] = {}
+        #: Each class's ``from_canonical`` by type number, where it is sound (see _fast_builder).
+        self.fast_builders: FastBuilders = {}
         for cls in caveats:
             self._add(cls)
 
@@ -136,6 +140,7 @@ class CaveatRegistry:
         new = CaveatRegistry()
         new._by_number = dict(self._by_number)
         new._by_name = dict(self._by_name)
+        new.fast_builders = dict(self.fast_builders)
         return new
 
     def register(self, cls: type[Caveat], *, allow_reserved: bool = False) -> type[Caveat]:
@@ -182,10 +187,33 @@ class CaveatRegistry:
         self._by_number[cls.type_number] = cls
         for n in names:
             self._by_name[n] = cls
+        build = _fast_builder(cls)
+        if build is not None:
+            self.fast_builders[cls.type_number] = build
 
     def _freeze(self) -> CaveatRegistry:
         self._frozen = True
         return self
+
+
+def _fast_builder(cls: type[Caveat]) -> Callable[[Any, FastBuilders, int], Caveat | None] | None:
+    """``cls.from_canonical``, unless it cannot be trusted to agree with the general path.
+
+    It must be defined by the class that defines how *cls* is decoded and
+    encoded, or by a subclass of it: a subclass that changes
+    ``from_msgpack``, ``to_msgpack`` or ``packed`` without writing its own
+    ``from_canonical`` decodes by the general path only.
+    """
+
+    def definer(name: str) -> type:
+        return next(k for k in cls.__mro__ if name in k.__dict__)
+
+    own = definer("from_canonical")
+    if own is Caveat:
+        return None
+    if not all(issubclass(own, definer(n)) for n in ("from_msgpack", "to_msgpack", "packed")):
+        return None
+    return cls.from_canonical
 
 
 #: Every built-in caveat type (0-31). Frozen: register your own on a copy.

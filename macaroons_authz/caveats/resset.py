@@ -33,6 +33,7 @@ from ._base import (
     struct,
     uint,
 )
+from ._fast import FastBuilders, canonical_set, fast_new
 
 if TYPE_CHECKING:
     from typing import Self
@@ -315,6 +316,47 @@ class ResourceSet(Generic[K]):
         return cls._of_sorted(_sort(entries, key_type is int))
 
     @classmethod
+    def from_canonical(cls, value: Any, key_type: type) -> ResourceSet[Any] | None:
+        """The set of a decoded map that is already canonical, or ``None``.
+
+        Canonical: keys of *key_type* (int or str, not :class:`Prefix`) in
+        the order the encoder sorts them, actions 16-bit. The set's
+        encoding is then the map's plain re-encoding; anything else goes
+        to :meth:`from_msgpack`. Only ASCII string keys qualify, where
+        code point order is byte order.
+        """
+        if type(value) is not dict:
+            return None
+        entries: tuple[tuple[Any, Any], ...] = tuple(value.items())
+        # One pass of plain comparisons: the sets are small, and building
+        # sets or sorted copies to check them costs more.
+        if key_type is int:
+            last = -1  # ids are unsigned
+            for key, actions in entries:
+                if type(key) is not int or key <= last:
+                    return None
+                if type(actions) is not int or not 0 <= actions <= 0xFFFF:
+                    return None
+                last = key
+        elif key_type is str:
+            previous = None
+            for key, actions in entries:
+                if type(key) is not str or not key.isascii():
+                    return None
+                if previous is not None and key <= previous:
+                    return None
+                if type(actions) is not int or not 0 <= actions <= 0xFFFF:
+                    return None
+                previous = key
+        else:
+            return None
+        rs = object.__new__(cls)
+        _set_entries(rs, entries)
+        # A wildcard (0 or "") sorts first; then there is no index.
+        _set_index(rs, value if not entries or entries[0][0] else None)
+        return rs
+
+    @classmethod
     def _of_sorted(cls, entries: tuple[tuple[Any, int], ...]) -> ResourceSet[Any]:
         # Decoding builds sorted, checked entries itself: skip the converter.
         rs = object.__new__(cls)
@@ -340,6 +382,12 @@ class ResourceSet(Generic[K]):
                 key = key_type(go_text(k))
             entries.append((key, _json_action(v, f"{what} actions")))
         return cls(entries)
+
+
+# The slots' own setters: building a decoded set without attrs' frozen
+# __setattr__ or object.__setattr__'s look-up by name.
+_set_entries = ResourceSet.__dict__["entries"].__set__
+_set_index = ResourceSet.__dict__["_index"].__set__
 
 
 # Converters of the resource-set field of each caveat. They are named
@@ -399,6 +447,10 @@ class ActionCaveat(Caveat):
     @classmethod
     def from_msgpack(cls, body: Any, registry: Registry, depth: int = 0) -> Self:
         return cls(_msgpack_action(body, "Action"))
+
+    @classmethod
+    def from_canonical(cls, body: Any, builders: FastBuilders, depth: int) -> Self | None:
+        return cls(body) if type(body) is int and 0 <= body <= 0xFFFF else None
 
     def to_json(self) -> Any:
         return action_letters(self.action)
@@ -471,6 +523,19 @@ class IfPresent(Caveat):
         return cls(ifs, _msgpack_action(fields[1], "IfPresent else"))
 
     @classmethod
+    def from_canonical(cls, body: Any, builders: FastBuilders, depth: int) -> Self | None:
+        if type(body) is not list or len(body) != 2:
+            return None
+        ifs, else_ = body
+        if type(else_) is not int or not 0 <= else_ <= 0xFFFF:
+            return None
+        new = _new_if_present if cls is IfPresent else cls
+        if ifs is None:
+            return new(None, else_)  # type: ignore[return-value]
+        inner = canonical_set(ifs, builders, depth + 1)
+        return None if inner is None else new(inner, else_)  # type: ignore[return-value]
+
+    @classmethod
     def from_wire(cls, raw: bytes, registry: Registry, depth: int) -> Self:
         if raw[:1] == b"\xc0":
             return cls(None, 0)
@@ -501,3 +566,6 @@ class IfPresent(Caveat):
             None if ifs is None else caveats_from_json(ifs, registry, depth + 1),
             _json_action(obj.get("else"), "IfPresent else"),
         )
+
+
+_new_if_present = fast_new(IfPresent, "ifs", "else_")

@@ -1,0 +1,254 @@
+"""Decoding tokens: one general path and two fast ones that agree with it byte for byte.
+
+A token is decoded by the first path that applies:
+
+* *Known*: the token is in the canonical layout and its caveat set is in
+  the registry's memo, marked as canonical: it is read by slicing, without
+  unpacking (:func:`decode_known`).
+* *Fast*: one C-level ``msgpack`` unpack of the whole token, then each
+  caveat body that is already canonical is built by its class's
+  ``from_canonical``, which checks the body's shape once; its MAC input is
+  the plain re-encoding of ``[type, body]``, which for such a body is the
+  canonical one (:func:`decode_token_caveats`).
+* *General*: every other caveat goes through ``from_msgpack`` and
+  ``packed()``, which check each field and re-encode canonically; a caveat
+  of an unknown type makes the set be read again from its raw bytes.
+
+The MAC inputs are always canonical encodings, never raw wire bytes
+(unknown caveats excepted: they keep theirs), so a caveat written
+non-canonically still MACs in its canonical form, as Go does.
+``tests/test_cold_path.py`` checks that the paths agree on generated and
+mutated tokens.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import _msgpack
+from .caveats._base import (
+    Caveat,
+    MemoEntry,
+    NeedsRawBytes,
+    Registry,
+    blob,
+    check_set,
+    decode_set_bytes,
+    decode_set_value,
+    pack_set,
+    string,
+)
+from .caveats._fast import FastBuilders
+from .caveats.registry import DEFAULT_REGISTRY
+from .errors import DecodeError
+from .nonce import Nonce
+
+if TYPE_CHECKING:
+    from .macaroon import Macaroon
+
+#: The largest encoded token (in bytes) that ``Macaroon.decode`` accepts.
+MAX_TOKEN_SIZE = 256 * 1024
+#: Caveat sets whose key is longer than this are not memoized.
+MEMO_MAX_KEY = 512
+#: How many caveat sets a registry remembers.
+MEMO_ENTRIES = 4096
+
+_NO_BUILDERS: FastBuilders = {}
+
+
+def decode(cls: type[Macaroon], data: bytes, registry: Registry | None) -> Macaroon:
+    """The token *data* (see ``Macaroon.decode``)."""
+    if not isinstance(data, bytes):
+        raise TypeError(f"data must be bytes, not {type(data).__name__}")
+    if not data:
+        raise DecodeError("empty token")
+    if len(data) > MAX_TOKEN_SIZE:
+        raise DecodeError(f"token larger than {MAX_TOKEN_SIZE} bytes")
+    reg = DEFAULT_REGISTRY if registry is None else registry
+    memo: dict[bytes, MemoEntry] | None = getattr(reg, "memo", None)
+    if memo is not None:
+        known = decode_known(cls, data, memo)
+        if known is not None:
+            return known
+    obj = _msgpack.unpack(data)
+    if type(obj) is not list or len(obj) != 4:
+        raise DecodeError("token must be an array of 4 fields")
+    value, location, items, tail = obj
+    nonce: Nonce | None = None
+    if (
+        type(value) is list
+        and len(value) == 3
+        and type(value[0]) is bytes
+        and type(value[1]) is bytes
+        and type(value[2]) is bool
+    ):
+        # The usual nonce: its re-encoding is canonical, and the Nonce
+        # object is built only if asked for (Macaroon.nonce).
+        kid: bytes | None = value[0]
+        proof: bool = value[2]
+        nonce_packed = _msgpack.pack(value)
+    else:
+        nonce = Nonce.from_msgpack(value)
+        kid, proof, nonce_packed = nonce.kid, nonce.proof, nonce.encode()
+    if type(location) is not str:
+        location = string(location, "location")
+    tail_bytes = tail if type(tail) is bytes else blob(tail, "tail")
+    if tail_bytes is None or len(tail_bytes) != 32:
+        raise DecodeError("tail must be 32 bytes")
+    raw = None if memo is None else set_bytes(data, nonce_packed, location)
+    try:
+        caveats, packs = decode_token_caveats(items, reg, memo, raw)
+    except NeedsRawBytes:
+        spans, _ = _msgpack.array_items(data)
+        start, end = spans[2]
+        caveats, packs = tuple(decode_set_bytes(data[start:end], reg)[0]), None
+    token = cls._from_canonical(nonce_packed, kid, proof, location, caveats, packs, tail_bytes)
+    if nonce is not None:
+        token._nonce = nonce
+    return token
+
+
+def decode_token_caveats(
+    items: Any, registry: Registry, memo: dict[bytes, MemoEntry] | None, raw: bytes | None = None
+) -> tuple[tuple[Caveat, ...], tuple[bytes, ...] | None]:
+    """A token's caveats and, with a *memo*, their canonical MAC inputs.
+
+    The memo maps bytes that begin with the encoding of a caveat set (the
+    set's wire bytes *raw*, when the caller has them, or else its plain
+    re-encoding) to its caveats and their canonical encodings. Decoding
+    depends only on the first value of those bytes, so equal keys always
+    give equal results. A token's whole set is looked up first (a token
+    seen again costs one lookup). On a miss each caveat whose body is
+    canonical is built directly (see the module docstring); any other is
+    decoded by the general path and remembered alone, as a one-caveat set,
+    which spares decoding it again in the next token of the same recipe.
+
+    Raises:
+        NeedsRawBytes: the set holds an unregistered caveat.
+    """
+    if memo is None:
+        return tuple(decode_set_value(items, registry)), None
+    n = check_set(items, 0)
+    pack = _msgpack.packer()
+    whole = pack(items) if raw is None else raw
+    hit = memo.get(whole)
+    if hit is not None:
+        return hit[0], hit[1]
+    builders: FastBuilders = getattr(registry, "fast_builders", _NO_BUILDERS)
+    caveats: list[Caveat] = []
+    packs: list[bytes] = []
+    for i in range(0, n, 2):
+        one = items[i : i + 2]
+        number = one[0]
+        build = builders.get(number) if type(number) is int else None
+        caveat = None if build is None else build(one[1], builders, 0)
+        if caveat is not None:
+            caveats.append(caveat)
+            packs.append(pack(one))
+            continue
+        key = pack(one) if n > 2 else whole
+        hit = memo.get(key)
+        if hit is None:
+            (caveat,) = decode_set_value(one, registry)
+            caveats.append(caveat)
+            packs.append(caveat.packed())
+            _remember(memo, key, (caveat,), (packs[-1],))
+        else:
+            caveats.extend(hit[0])
+            packs.extend(hit[1])
+    result = tuple(caveats), tuple(packs)
+    _remember(memo, whole, *result)
+    return result
+
+
+def _remember(
+    memo: dict[bytes, MemoEntry], key: bytes, caveats: tuple[Caveat, ...], packs: tuple[bytes, ...]
+) -> None:
+    if len(key) <= MEMO_MAX_KEY:
+        if len(memo) >= MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = caveats, packs, key == pack_set(packs, len(packs))
+
+
+def set_bytes(data: bytes, nonce_packed: bytes, location: str) -> bytes | None:
+    """Bytes of *data* that begin with the caveat set and end before the tail.
+
+    When the token's nonce and location were written canonically (always,
+    for tokens made by Go or by this library), the caveat set starts right
+    after them. The tail's encoding takes at least 34 bytes, so the set ends
+    at most 34 bytes before the end; what lies between the set and that
+    point (only ever there with trailing bytes) makes a key of its own. A
+    memo entry depends only on the first value of its key, which here is
+    the caveat set itself, so its entries stay exact. ``None`` when the
+    nonce or location was written otherwise.
+    """
+    start = 1 + len(nonce_packed)
+    packed_location = _msgpack.pack(location)
+    if data[0] != 0x94 or not (
+        data.startswith(nonce_packed, 1) and data.startswith(packed_location, start)
+    ):
+        return None
+    return data[start + len(packed_location) : len(data) - 34]
+
+
+def decode_known(cls: type[Macaroon], data: bytes, memo: dict[bytes, MemoEntry]) -> Macaroon | None:
+    """*data* decoded without unpacking it, or ``None`` to take another path.
+
+    Only a token in the canonical layout whose caveat set the memo holds
+    exactly qualifies: ``94``, the nonce ``93 c4 <n> <kid> c4 10 <rnd>
+    c2|c3``, the location as ``fixstr`` or ``str8``, a caveat set whose
+    bytes are a memo key marked as the set's canonical encoding, then
+    ``c4 20 <tail>`` and nothing after. Each of those byte strings is one
+    MessagePack value, so ``unpack`` would read exactly these fields; the
+    memo's mark proves the set ends where the tail begins, which rules out
+    trailing bytes being taken for the tail. Every index is checked to lie
+    before the tail, so short input falls through to the other paths,
+    which report it.
+    """
+    tail_at = len(data) - 34
+    # Byte comparisons rather than startswith, whose argument parsing costs
+    # about 1.1k instructions a call.
+    if tail_at < 24 or data[:3] != b"\x94\x93\xc4":
+        return None
+    rnd_at = 4 + data[3]
+    at = rnd_at + 19  # just past the nonce
+    if at >= tail_at or data[rnd_at] != 0xC4 or data[rnd_at + 1] != 0x10:
+        return None
+    flag = data[at - 1]
+    head = data[at]
+    if 0xA0 <= head <= 0xBF:
+        at += 1
+        set_at = at + (head & 0x1F)
+    elif head == 0xD9:
+        at += 2
+        set_at = at + data[at - 1]
+    else:
+        return None
+    if (
+        set_at >= tail_at
+        or (flag != 0xC2 and flag != 0xC3)
+        or data[tail_at] != 0xC4
+        or data[tail_at + 1] != 0x20
+    ):
+        return None
+    hit = memo.get(data[set_at:tail_at])
+    if hit is None or not hit[2]:
+        return None
+    return cls._from_canonical(
+        data[1 : rnd_at + 19],
+        data[4:rnd_at],
+        flag == 0xC3,
+        data[at:set_at].decode("utf-8", "surrogateescape"),
+        hit[0],
+        hit[1],
+        data[tail_at + 2 :],
+    )
+
+
+def nonce_kid(data: bytes) -> bytes | None:
+    """The key id of the token *data*, reading only its nonce, as Go's ``DecodeNonce``.
+
+    Raises:
+        DecodeError: *data* does not begin with an array whose first element is a nonce.
+    """
+    return Nonce.from_msgpack(_msgpack.first_in_array(data)).kid
