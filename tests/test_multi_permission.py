@@ -327,3 +327,46 @@ def test_the_gate_answers_200_403_and_401_for_several_tokens(world: World) -> No
     assert denied is not None and not isinstance(denied, Authorized)
     assert (denied.status, json.loads(denied.body)) == (401, UNAUTHENTICATED_BODY)
     assert [getattr(r, "token_id", None) for r in records] == [token_id(world.theirs), None, None]
+
+
+# -- the work of one header -----------------------------------------------------------
+
+
+def test_the_tokens_of_one_header_share_one_hmac_budget_and_one_key_lookup(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from macaroons_authz import _verification
+
+    class Counting(MemoryKeyring):
+        calls = 0
+
+        def key_for(self, kid: bytes) -> bytes | None:
+            Counting.calls += 1
+            return super().key_for(kid)
+
+    ring = Counting([world.ring.current().key])
+    key = ring.current()
+    refused = [app_token(key, ORG, [i], now=NOW) for i in (1, 2, 3)]
+    allowing = org_token(key, ORG, now=NOW)
+    header = to_header(*refused, allowing)
+    v = Verifier(ring)
+    assert v.authorize_token(header, read()).token_id == token_id(allowing)
+    assert Counting.calls == 1  # one KID, looked up once for the four tokens
+    # A budget that covers each token alone, but not the four together.
+    costs = []
+    for token in (*refused, allowing):
+        with _verification.verification_run():
+            token.verify(key.key)
+            run = _verification.RUN.get()
+            assert run is not None
+            costs.append(run.macs)
+    monkeypatch.setattr(_verification, "MAX_VERIFY_MACS", sum(costs) - 1)
+    with pytest.raises(NoTokenAllowedError) as info:
+        v.authorize(header, read())
+    assert [type(r.error).__name__ for r in info.value.refusals] == [
+        "UnauthorizedForResourceError",
+        "UnauthorizedForResourceError",
+        "UnauthorizedForResourceError",
+        "VerificationCostError",
+    ]
+    assert v.authorize_token(to_header(allowing), read()).token_id == token_id(allowing)
