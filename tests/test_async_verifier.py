@@ -384,3 +384,27 @@ def test_async_postgres_stores_share_the_blocking_ones_tables(pg: Any) -> None:
             assert "wrong" not in str(info.value)
 
     asyncio.run(run())
+
+
+def test_the_store_adapters_answer_as_their_stores(tmp_path: Path) -> None:
+    with SQLiteRevocationStore(tmp_path / "r.db") as sqlite_store:
+        for store in (MemoryRevocationStore(), sqlite_store):
+            face = async_revocations(store)
+
+            async def run(face: Any = face) -> list[object]:
+                return [
+                    await face.revoke("a", reason="leaked", at=1.0),
+                    await face.revoke("a"),
+                    await face.is_revoked("a"),
+                    await face.is_revoked("b"),
+                    await face.revoked_since(0),
+                ]
+
+            assert asyncio.run(run()) == [
+                True,
+                False,
+                True,
+                False,
+                ([Revocation("a", "leaked", 1.0, 1)], 1),
+            ]
+            assert store.is_revoked("a")
