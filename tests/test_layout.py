@@ -254,7 +254,8 @@ def test_thirdparty_keeps_its_names_and_they_are_their_new_modules_objects() -> 
     from macaroons_authz import thirdparty
 
     moved = [name for names in THIRDPARTY_HOMES.values() for name in names]
-    assert sorted(thirdparty.__all__) == sorted(moved)
+    # Every name it had is kept; new capabilities may add names.
+    assert set(moved) <= set(thirdparty.__all__)
     for home, names in THIRDPARTY_HOMES.items():
         module = importlib.import_module(home)
         for name in names:

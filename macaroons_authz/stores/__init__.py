@@ -27,6 +27,11 @@ stores inline, others in a worker thread), and
 :mod:`~macaroons_authz.stores.postgres_async` has PostgreSQL stores on
 psycopg's async connections (``AsyncPostgresKeyring``,
 ``AsyncPostgresRevocationStore``, imported on first use like the others).
+
+A :class:`FlowStore` keeps a :class:`~macaroons_authz.DischargeService`'s
+deferred flows, so that every worker of a fleet can answer their polls:
+:class:`MemoryFlowStore` (one process), :class:`SQLiteFlowStore` (one
+machine) and ``PostgresFlowStore`` (a fleet; imported on first use).
 """
 
 from __future__ import annotations
@@ -36,6 +41,14 @@ from typing import TYPE_CHECKING
 
 from ._sqlite import StoreError
 from .async_ import AsyncKeyring, AsyncRevocationStore, async_keyring, async_revocations
+from .flows import (
+    FlowRecord,
+    FlowResult,
+    FlowStore,
+    FlowStoreFullError,
+    MemoryFlowStore,
+    SQLiteFlowStore,
+)
 from .keyring import (
     Keyring,
     KeyringError,
@@ -56,6 +69,7 @@ if TYPE_CHECKING:
     from ._postgres import SchemaError as SchemaError
     from .postgres_async import AsyncPostgresKeyring as AsyncPostgresKeyring
     from .postgres_async import AsyncPostgresRevocationStore as AsyncPostgresRevocationStore
+    from .postgres_flows import PostgresFlowStore as PostgresFlowStore
     from .postgres_invalidator import PostgresInvalidator as PostgresInvalidator
     from .postgres_keyring import KeyEncryptionError as KeyEncryptionError
     from .postgres_keyring import PostgresKeyring as PostgresKeyring
@@ -64,12 +78,18 @@ if TYPE_CHECKING:
 __all__ = [
     "AsyncKeyring",
     "AsyncRevocationStore",
+    "FlowRecord",
+    "FlowResult",
+    "FlowStore",
+    "FlowStoreFullError",
     "Keyring",
     "KeyringError",
+    "MemoryFlowStore",
     "MemoryKeyring",
     "MemoryRevocationStore",
     "Revocation",
     "RevocationStore",
+    "SQLiteFlowStore",
     "SQLiteKeyring",
     "SQLiteRevocationStore",
     "SigningKey",
@@ -87,6 +107,7 @@ _POSTGRES = {
     "AsyncPostgresKeyring": "postgres_async",
     "AsyncPostgresRevocationStore": "postgres_async",
     "KeyEncryptionError": "postgres_keyring",
+    "PostgresFlowStore": "postgres_flows",
     "PostgresInvalidator": "postgres_invalidator",
     "PostgresKeyring": "postgres_keyring",
     "PostgresRevocationStore": "postgres_revocation",

@@ -29,12 +29,22 @@ share: paths, decisions, errors), :mod:`~macaroons_authz.thirdparty.flows`
 :mod:`~macaroons_authz.thirdparty.bundle` (a header's permission tokens and
 their discharges, matched by ticket),
 :mod:`~macaroons_authz.thirdparty.sso` (the identities an authentication
-third party discharges with), and :mod:`~macaroons_authz.thirdparty.jwks`
-(an OpenID Connect issuer's signing keys, fetched and cached).
+third party discharges with), :mod:`~macaroons_authz.thirdparty.jwks`
+(an OpenID Connect issuer's signing keys, fetched and cached) and
+:mod:`~macaroons_authz.thirdparty.asgi_service` (the service over ASGI).
 """
 
+from .asgi_service import FLOW_STATE_KEY, ASGIDischargeService
 from .client import DischargeClient
 from .flows import PendingFlow
+from .jwks import (
+    DiscoveryError,
+    JWKSProvider,
+    KeyFetchError,
+    KeySetError,
+    KeySource,
+    StaleKeySetError,
+)
 from .protocol import (
     INIT_PATH,
     POLL_PATH,
@@ -53,9 +63,11 @@ from .service import FLOW_ENVIRON_KEY, DischargeService
 
 __all__ = [
     "FLOW_ENVIRON_KEY",
+    "FLOW_STATE_KEY",
     "INIT_PATH",
     "POLL_PATH",
     "USER_PATH",
+    "ASGIDischargeService",
     "Approve",
     "Decision",
     "Defer",
@@ -63,9 +75,15 @@ __all__ = [
     "DischargeError",
     "DischargeService",
     "DischargeTimeoutError",
+    "DiscoveryError",
     "FlowNotFoundError",
+    "JWKSProvider",
+    "KeyFetchError",
+    "KeySetError",
+    "KeySource",
     "PendingFlow",
     "Refuse",
+    "StaleKeySetError",
     "TicketRequest",
     "UserInteractionRequiredError",
 ]
