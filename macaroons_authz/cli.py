@@ -17,22 +17,20 @@ import math
 import os
 import re
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
-from . import __version__, _cli_fly, crypto
-from ._inspect import caveat_json, describe, printable, read_members, utc, write_text
+from . import __version__, _cli_fly, _cli_verify, crypto
+from ._inspect import describe, printable, read_members, utc, write_text
 from .access import FlyAccess
 from .caveats._base import go_json
 from .caveats.caveat_set import CaveatSet
 from .caveats.resset import Action
-from .errors import DecodeError, MacaroonError, UnauthorizedError, VerificationError
+from .errors import DecodeError, MacaroonError, UnauthorizedError
 from .header import MACAROON_LABELS, decode_token, split_header, to_header
 from .leaks import _cli as scan_cli
 from .leaks import redact_tokens
-from .leaks.github import _signature_ok
 from .macaroon import Macaroon
 from .stores.keyring import MemoryKeyring
 from .tokens import org_token, restrict
@@ -46,7 +44,6 @@ DEMO_KEY = bytes(range(32))
 DEMO_NOW = int(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC).timestamp())
 DEMO_ORG, DEMO_APP, DEMO_OTHER_APP, DEMO_MACHINE = 1234, 42, 43, "3d8d9e1b"
 KEY_ENV = "MACAROONS_AUTHZ_KEY"
-WIDTH = 80
 #: The most the CLI reads from a file or standard input: a header is at most
 #: 1 MiB, and JSON of caveats or an access far less.
 MAX_INPUT = 4 * 1024 * 1024
@@ -131,46 +128,7 @@ def _hex_key(text: str, where: str) -> bytes:
     return key
 
 
-class _OneKey:
-    """A keyring of one key: it answers for the key's own KID only, as a keyring does."""
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-        self.kid = crypto.kid_for_key(key)
-
-    def key_for(self, kid: bytes) -> bytes | None:
-        return self._key if kid == self.kid else None
-
-
-def _kid_hex(kid: bytes) -> str:
-    """A KID in hex (KIDs are not secret); a long one (a ticket) cut short."""
-    return kid.hex() if len(kid) <= 32 else f"{kid[:16].hex()}... ({len(kid)} bytes)"
-
-
-def _refusal(token: Macaroon, keyring: _OneKey) -> str | None:
-    """Why *token* is not this key's, in words a key's owner can act on; ``None`` if it is."""
-    kid = token.nonce.kid or b""
-    if kid != keyring.kid:
-        return f"token's key id {_kid_hex(kid)} is not this key's {keyring.kid.hex()}"
-    if not _signature_ok(token, keyring.key_for):
-        return "signature does not match this key"
-    return None
-
-
 # -- inspect ---------------------------------------------------------------------
-
-
-def _wrap(prefix: str, text: str, out: TextIO) -> None:
-    """Prose (a denial's reason) wrapped to :data:`WIDTH`; never a token's JSON."""
-    lines = textwrap.wrap(
-        printable(text),
-        width=WIDTH,
-        initial_indent=prefix,
-        subsequent_indent=" " * len(prefix),
-        break_on_hyphens=False,
-        break_long_words=False,
-    )
-    out.write("\n".join(lines or [prefix.rstrip()]) + "\n")
 
 
 def _cmd_inspect(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
@@ -213,46 +171,17 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     key = _read_key(args.key_file)
     text = _read_input(args.token, stdin)
     access = _load_access(args.access, args.now) if args.access else None
-    keyring = _OneKey(key)
-    verifier = Verifier(keyring, location=args.location, trusted_3ps=_trusted(args.trusted_3p))
+    keyring = _cli_verify.OneKey(key)
+    trusted = _trusted(args.trusted_3p)
+    verifier = Verifier(keyring, location=args.location, trusted_3ps=trusted)
     try:
-        token, _ = verifier.split(text)
+        # Several permission tokens are decided as Verifier.authorize does.
+        permissions, others = verifier._policy.parse(text)
     except DecodeError as exc:
         raise UsageError(f"cannot read the tokens: {exc}") from None
-    try:
-        # The Verifier refuses these too; checked first to say which it is.
-        refusal = _refusal(token, keyring)
-        if refusal is not None:
-            raise VerificationError(refusal)
-        caveats = verifier.verify(text)
-    except VerificationError as exc:
-        out.write(f"NOT AUTHENTIC token {token.nonce.uuid}\n  - {printable(str(exc))}\n")
-        return 1
-    if access is None:
-        out.write(f"VALID token {token.nonce.uuid}: signature and discharges verified\n")
-        if args.explain:
-            for cav in caveats:
-                body = go_json(caveat_json(cav).get("body"))
-                out.write(printable(f"  caveat  {cav.json_type} {body}") + "\n")
-        return 0
-    if args.explain:
-        for cav in caveats:
-            if cav.attestation:
-                verdict = "attests"
-            else:
-                err = cav.prohibits(access)
-                verdict = "pass" if err is None else f"FAIL: {err}"
-            body = go_json(caveat_json(cav).get("body"))
-            out.write(printable(f"  {cav.json_type} {body} -> {verdict}") + "\n")
-    try:
-        caveats.validate(access)
-    except UnauthorizedError as exc:
-        out.write(f"DENIED token {token.nonce.uuid}\n")
-        for cause in exc.leaves():
-            _wrap("  - ", str(cause), out)
-        return 1
-    out.write(f"ALLOWED token {token.nonce.uuid}\n")
-    return 0
+    return _cli_verify.verify(
+        verifier, keyring, trusted, text, permissions, others, access, explain=args.explain, out=out
+    )
 
 
 # -- attenuate and mint ----------------------------------------------------------------
