@@ -168,11 +168,26 @@ def workloads(n: int) -> dict[str, Callable[[], object]]:
     """Full check and floor of each workload of N caveats, per pass over its list."""
     verifier = Verifier(MemoryKeyring([KEY]))
     fns: dict[str, Callable[[], object]] = {}
-    for name, tokens in workload_tokens(n).items():
+    lists = workload_tokens(n)
+    for name, tokens in lists.items():
         headers = [to_header(d) for d in tokens]
         fns[f"{name} full check"] = check_all(verifier, headers, forget=name == "unique")
         fns[f"{name} floor"] = floor_all([[d] for d in tokens], [n + 1])
+    fns["unique decode+verify+validate"] = decode_all(lists["unique"])
     return fns
+
+
+def decode_all(tokens: list[bytes]) -> Callable[[], object]:
+    """Decode, verify and validate each token, the memo emptied first (no header, no Verifier)."""
+    memo = DEFAULT_REGISTRY.memo
+
+    def run() -> None:
+        memo.clear()
+        decode = Macaroon.decode
+        for data in tokens:
+            decode(data).verify(KEY).validate(ACCESS)
+
+    return run
 
 
 def measure_all(fns: dict[str, Callable[[], object]], seconds: float) -> dict[str, float]:
@@ -433,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
             per_pass = o[f"{kind} full check"]
             ratios[n, kind] = per_pass / o[f"{kind} floor"]
             rows.append((label, per_pass / WORKLOAD_SIZE, peer, o[f"{kind} floor"] / WORKLOAD_SIZE))
+        per_pass = o["unique decode+verify+validate"]
+        label = "decode + verify + validate, unique caveats"
+        rows.append((label, per_pass / WORKLOAD_SIZE, None, o["unique floor"] / WORKLOAD_SIZE))
         for name, mine, other, fl in rows:
             ratio_peer = f"{other / mine:.1f}x faster" if other else ""
             ratio_floor = f"{mine / fl:.2f}x" if fl else ""
