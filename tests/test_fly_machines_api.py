@@ -371,3 +371,41 @@ def test_access_json_is_gos() -> None:
         MachinesAccess(command="ls")
     with pytest.raises(TypeError):
         MachinesAccess(app_name=42)  # type: ignore[arg-type]
+
+
+# -- headers with several permission tokens (issue 20) ----------------------------------
+
+
+def test_several_permission_tokens_are_taken_as_go_takes_them(
+    client: MachinesAPIClient, server: StandIn
+) -> None:
+    ours, other = fly_tokens(), fly_tokens(org=ORG + 1, oauth=False)
+    header = to_header(other.permission, other.discharge, ours.permission, ours.discharge, OAUTH)
+    # Go's Authorize: every token is sent, Fly.io answers with the one that allows.
+    access = MachinesAccess(action=Action.READ, org_slug="acme", app_name="web")
+    assert client.authorize(header, access) == ours.permission.verify(
+        KEY, [ours.discharge], TRUSTED
+    )
+    _, body = server.requests[-1]
+    assert len(body["header"].split(",")) == 4
+    assert OAUTH not in body["header"]
+    with pytest.raises(RemoteUnauthorizedError):
+        client.authorize(header, MachinesAccess(action=Action.READ, org_slug="nope"))
+    # Go's Verify: each permission token verified, with its own discharge.
+    bundle = client.authenticate(header)
+    assert [type(t) for t in bundle.permission_tokens()] == [VerifiedMacaroon, VerifiedMacaroon]
+
+
+def test_verify_refuses_several_tokens_and_names_the_calls_that_take_them(
+    client: MachinesAPIClient, server: StandIn
+) -> None:
+    ours, other = fly_tokens(), fly_tokens(org=ORG + 1, oauth=False)
+    header = to_header(other.permission, other.discharge, ours.permission, ours.discharge)
+    before = len(server.requests)
+    with pytest.raises(DecodeError) as info:
+        client.verify(header)
+    assert str(info.value) == (
+        "multiple permission tokens: authenticate() verifies each, authorize() "
+        "accepts the header if one of them allows the access"
+    )
+    assert len(server.requests) == before  # refused before asking Fly.io

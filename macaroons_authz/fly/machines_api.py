@@ -23,6 +23,15 @@ timed out, a malformed or oversized answer, a 5xx) is a
 
 Only macaroons are sent (each permission token and its discharges);
 ``fo1_`` OAuth tokens in a header stay here.
+
+A header may hold several permission tokens (``fly tokens create ssh``
+emits two; flyctl's sessions hold one per organization). As in Go,
+:meth:`~MachinesAPIClient.authenticate` (Go's ``Client.Verify``) verifies
+each, and :meth:`~MachinesAPIClient.authorize` (Go's ``Authorize``) sends
+them all and Fly.io answers with the token that allows the access. Go has
+no one-token ``verify``: :meth:`~MachinesAPIClient.verify` refuses several
+tokens, as :meth:`Verifier.verify <macaroons_authz.Verifier.verify>` does,
+since there is no one answer without an access.
 """
 
 from __future__ import annotations
@@ -280,21 +289,28 @@ class MachinesAPIClient:
         """The caveats Fly.io verified for the one permission token of *header*.
 
         Raises:
-            DecodeError: *header* holds several permission tokens (use
-                :meth:`authenticate`, which takes any number).
+            DecodeError: *header* holds several permission tokens
+                (:meth:`authenticate` verifies each, :meth:`authorize`
+                accepts them if one allows the access).
             NoVerifiedTokensError: the token did not verify (or there is none).
             RemoteVerificationError: the service refused the tokens (401).
             MachinesAPIError: the call failed.
         """
         bundle = self._bundle(header)
         if len(bundle.permission_tokens()) > 1:
-            raise DecodeError("multiple permission tokens")
+            raise DecodeError(
+                "multiple permission tokens: authenticate() verifies each, authorize() "
+                "accepts the header if one of them allows the access"
+            )
         # authenticate() raises unless some permission token (here, the one) verified.
         verified = [t for t in self.authenticate(bundle) if isinstance(t, VerifiedMacaroon)]
         return verified[0].caveats
 
     def authorize(self, header: str | Bundle, access: MachinesAccess) -> CaveatSet:
         """Ask Fly.io whether *header* allows *access*; the caveats of the token that does.
+
+        Every permission token of *header* is sent: the access is allowed
+        if any of them allows it, and the answer names that one.
 
         Raises:
             RemoteUnauthorizedError: the tokens do not allow the access (403).
