@@ -55,7 +55,30 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else 'no detail'}"
 
 
-class _Database:
+class _Schema:
+    """One component's place in a schema: its names, and how its queries name tables.
+
+    Shared by the blocking pool (:class:`_Database`) and the async one.
+    """
+
+    def __init__(self, schema: str, component: str, pool_size: int, timeout: float) -> None:
+        if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError("schema must match [a-z_][a-z0-9_]{0,39}")
+        if pool_size < 1 or timeout <= 0:
+            raise ValueError("pool_size and timeout must be positive")
+        self.schema = schema
+        self.component = component
+        self.channel = f"macaroons_authz.{schema}"
+
+    def table(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self.schema, name)
+
+    def query(self, template: str, **parts: sql.Composable) -> bytes:
+        """A query with this schema's identifiers in it, as bytes (prepared once per connection)."""
+        return sql.SQL(template).format(**parts).as_bytes(None)
+
+
+class _Database(_Schema):
     """A pool, a schema, and one component's migrations within it."""
 
     def __init__(
@@ -68,13 +91,7 @@ class _Database:
         pool_size: int,
         timeout: float,
     ) -> None:
-        if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
-            raise ValueError("schema must match [a-z_][a-z0-9_]{0,39}")
-        if pool_size < 1 or timeout <= 0:
-            raise ValueError("pool_size and timeout must be positive")
-        self.schema = schema
-        self.component = component
-        self.channel = f"macaroons_authz.{schema}"
+        super().__init__(schema, component, pool_size, timeout)
         self._migrations = tuple(migrations(self))
         self._lock = threading.Lock()
         self._ready = False
@@ -106,13 +123,6 @@ class _Database:
         conninfo = self._conninfo() if callable(self._conninfo) else self._conninfo
         kwargs = self._kwargs() if callable(self._kwargs) else self._kwargs
         return str(conninfo), dict(kwargs or {})
-
-    def table(self, name: str) -> sql.Identifier:
-        return sql.Identifier(self.schema, name)
-
-    def query(self, template: str, **parts: sql.Composable) -> bytes:
-        """A query with this schema's identifiers in it, as bytes (prepared once per connection)."""
-        return sql.SQL(template).format(**parts).as_bytes(None)
 
     # ---- running work on a pooled connection
 

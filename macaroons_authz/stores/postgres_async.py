@@ -39,10 +39,10 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
         "and psycopg-pool: pip install 'macaroons_authz[postgres]'"
     ) from exc
 
-from ._postgres import _SCHEMA_NAME, SchemaError, TupleRow, _first_line, psycopg, sql
+from ._postgres import SchemaError, TupleRow, _first_line, _Schema, psycopg, sql
 from ._sqlite import StoreError
 from .postgres_keyring import _keyring_migrations, _Sealer
-from .postgres_revocation import _revocation_migrations
+from .postgres_revocation import _revocation_migrations, _revocation_queries
 from .revocation import Revocation, _check_id
 
 __all__ = ["AsyncPostgresKeyring", "AsyncPostgresRevocationStore"]
@@ -53,7 +53,7 @@ _T = TypeVar("_T")
 _Conn = psycopg.AsyncConnection[TupleRow]
 
 
-class _AsyncDatabase:
+class _AsyncDatabase(_Schema):
     """An async pool on one schema, checked once to be at this library's version."""
 
     def __init__(
@@ -66,13 +66,7 @@ class _AsyncDatabase:
         pool_size: int,
         timeout: float,
     ) -> None:
-        if not isinstance(schema, str) or not _SCHEMA_NAME.fullmatch(schema):
-            raise ValueError("schema must match [a-z_][a-z0-9_]{0,39}")
-        if pool_size < 1 or timeout <= 0:
-            raise ValueError("pool_size and timeout must be positive")
-        self.schema = schema
-        self.component = component
-        self.channel = f"macaroons_authz.{schema}"
+        super().__init__(schema, component, pool_size, timeout)
         # The migrations are only counted: the blocking stores apply them.
         self._version = len(migrations(self))
         self._ready = False
@@ -96,12 +90,6 @@ class _AsyncDatabase:
             raise TypeError(
                 "database must be a conninfo string or a psycopg_pool.AsyncConnectionPool"
             )
-
-    def table(self, name: str) -> sql.Identifier:
-        return sql.Identifier(self.schema, name)
-
-    def query(self, template: str, **parts: sql.Composable) -> bytes:
-        return sql.SQL(template).format(**parts).as_bytes(None)
 
     async def _open(self) -> None:
         if self._opened or not self._owned:
@@ -278,18 +266,7 @@ class AsyncPostgresRevocationStore(_AsyncStore):
             pool_size=pool_size,
             timeout=timeout,
         )
-        revocations = db.table("macaroons_authz_revocations")
-        self._q_revoke = db.query(
-            "SELECT {revoke}(%s, %s, %s)", revoke=db.table("macaroons_authz_revoke")
-        )
-        self._q_is_revoked = db.query(
-            "SELECT 1 FROM {revocations} WHERE token_id = %s", revocations=revocations
-        )
-        self._q_since = db.query(
-            "SELECT token_id, reason, revoked_at, seq FROM {revocations} "
-            "WHERE seq > %s ORDER BY seq",
-            revocations=revocations,
-        )
+        self._q_revoke, self._q_is_revoked, self._q_since = _revocation_queries(db)
 
     def __repr__(self) -> str:
         return f"<AsyncPostgresRevocationStore schema={self._db.schema!r}>"

@@ -34,10 +34,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._postgres import ConnectionPool, SchemaError, _Conn, _Database, _one, _Store, sql
+from ._postgres import ConnectionPool, SchemaError, _Conn, _Database, _one, _Schema, _Store, sql
 from .revocation import Revocation, _check_id
 
 __all__ = ["PostgresRevocationStore", "SchemaError"]
+
+
+def _revocation_queries(db: _Schema) -> tuple[bytes, bytes, bytes]:
+    """The revoke, is-revoked and feed queries: both PostgreSQL revocation stores run them."""
+    revocations = db.table("macaroons_authz_revocations")
+    return (
+        db.query("SELECT {revoke}(%s, %s, %s)", revoke=db.table("macaroons_authz_revoke")),
+        db.query("SELECT 1 FROM {revocations} WHERE token_id = %s", revocations=revocations),
+        db.query(
+            "SELECT token_id, reason, revoked_at, seq FROM {revocations} "
+            "WHERE seq > %s ORDER BY seq",
+            revocations=revocations,
+        ),
+    )
 
 
 def _revocation_migrations(db: _Database) -> list[sql.Composed]:
@@ -121,18 +135,7 @@ class PostgresRevocationStore(_Store):
             pool_size=pool_size,
             timeout=timeout,
         )
-        revocations = db.table("macaroons_authz_revocations")
-        self._q_revoke = db.query(
-            "SELECT {revoke}(%s, %s, %s)", revoke=db.table("macaroons_authz_revoke")
-        )
-        self._q_is_revoked = db.query(
-            "SELECT 1 FROM {revocations} WHERE token_id = %s", revocations=revocations
-        )
-        self._q_since = db.query(
-            "SELECT token_id, reason, revoked_at, seq FROM {revocations} "
-            "WHERE seq > %s ORDER BY seq",
-            revocations=revocations,
-        )
+        self._q_revoke, self._q_is_revoked, self._q_since = _revocation_queries(db)
         self._q_head = db.query(
             "SELECT last_seq FROM {feed} WHERE id = 1", feed=db.table("macaroons_authz_feed")
         )
