@@ -285,7 +285,9 @@ def test_bytes_charged_cover_what_entries_hold(shape: Callable[[int], list[Cavea
     finally:
         tracemalloc.stop()
     assert len(cache) == 4
-    assert 0 < held <= cache.nbytes
+    # Only the upper bound is the guarantee: for tiny entries, what other
+    # tests left in the process's caches can free more than the entries take.
+    assert held <= cache.nbytes
 
 
 # -- item 3: an unreadable feed ----------------------------------------------------
