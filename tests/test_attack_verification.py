@@ -50,8 +50,8 @@ from macaroons_authz import (
     encode_token,
     to_header,
 )
-from macaroons_authz.thirdparty.bundle import VERIFIER_HEADERS_BUDGET
 from macaroons_authz.scopes import dangerous_user_id
+from macaroons_authz.thirdparty.bundle import VERIFIER_HEADERS_BUDGET
 
 LOC = "https://api.example/v1"
 TP = "https://auth.example"
