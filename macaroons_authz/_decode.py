@@ -66,8 +66,9 @@ def decode(cls: type[Macaroon], data: bytes, registry: Registry | None) -> Macar
         raise DecodeError(f"token larger than {MAX_TOKEN_SIZE} bytes")
     reg = DEFAULT_REGISTRY if registry is None else registry
     memo: dict[bytes, MemoEntry] | None = getattr(reg, "memo", None)
-    if memo is not None:
-        known = decode_known(cls, data, memo)
+    layout = canonical_layout(data)
+    if memo is not None and layout is not None:
+        known = _known(cls, data, memo, layout)
         if known is not None:
             return known
     obj = _msgpack.unpack(data)
@@ -75,17 +76,22 @@ def decode(cls: type[Macaroon], data: bytes, registry: Registry | None) -> Macar
         raise DecodeError("token must be an array of 4 fields")
     value, location, items, tail = obj
     nonce: Nonce | None = None
-    if (
+    kid: bytes | None
+    proof: bool
+    if layout is not None:
+        # The nonce is [bin8, bin8 of 16, bool], written canonically, and
+        # is built only if asked for (Macaroon.nonce).
+        kid, proof = value[0], value[2]
+        nonce_packed = data[1 : layout[0] + 19]
+    elif (
         type(value) is list
         and len(value) == 3
         and type(value[0]) is bytes
         and type(value[1]) is bytes
         and type(value[2]) is bool
     ):
-        # The usual nonce: its re-encoding is canonical, and the Nonce
-        # object is built only if asked for (Macaroon.nonce).
-        kid: bytes | None = value[0]
-        proof: bool = value[2]
+        # A nonce written otherwise: its re-encoding is canonical.
+        kid, proof = value[0], value[2]
         nonce_packed = _msgpack.pack(value)
     else:
         nonce = Nonce.from_msgpack(value)
@@ -95,7 +101,12 @@ def decode(cls: type[Macaroon], data: bytes, registry: Registry | None) -> Macar
     tail_bytes = tail if type(tail) is bytes else blob(tail, "tail")
     if tail_bytes is None or len(tail_bytes) != 32:
         raise DecodeError("tail must be 32 bytes")
-    raw = None if memo is None else set_bytes(data, nonce_packed, location)
+    if memo is None:
+        raw = None
+    elif layout is not None:
+        raw = data[layout[2] : layout[3]]
+    else:
+        raw = set_bytes(data, nonce_packed, location)
     try:
         caveats, packs = decode_token_caveats(items, reg, memo, raw)
     except NeedsRawBytes:
@@ -191,19 +202,16 @@ def set_bytes(data: bytes, nonce_packed: bytes, location: str) -> bytes | None:
     return data[start + len(packed_location) : len(data) - 34]
 
 
-def decode_known(cls: type[Macaroon], data: bytes, memo: dict[bytes, MemoEntry]) -> Macaroon | None:
-    """*data* decoded without unpacking it, or ``None`` to take another path.
+def canonical_layout(data: bytes) -> tuple[int, int, int, int] | None:
+    """Where a token in the canonical layout has its random bytes, location, set and tail.
 
-    Only a token in the canonical layout whose caveat set the memo holds
-    exactly qualifies: ``94``, the nonce ``93 c4 <n> <kid> c4 10 <rnd>
-    c2|c3``, the location as ``fixstr`` or ``str8``, a caveat set whose
-    bytes are a memo key marked as the set's canonical encoding, then
-    ``c4 20 <tail>`` and nothing after. Each of those byte strings is one
-    MessagePack value, so ``unpack`` would read exactly these fields; the
-    memo's mark proves the set ends where the tail begins, which rules out
-    trailing bytes being taken for the tail. Every index is checked to lie
-    before the tail, so short input falls through to the other paths,
-    which report it.
+    The layout: ``94``, the nonce ``93 c4 <n> <kid> c4 10 <rnd> c2|c3``,
+    the location as ``fixstr`` or ``str8``, then (the caveat set and)
+    ``c4 20 <tail>`` ending the data. Each of the first two is one
+    MessagePack value, so the caveat set starts where this says; that the
+    set ends where the tail begins is not checked (see :func:`decode_known`).
+    Every index is checked to lie before the tail, so short input gives
+    ``None``, as does any other layout.
     """
     tail_at = len(data) - 34
     # Byte comparisons rather than startswith, whose argument parsing costs
@@ -231,13 +239,36 @@ def decode_known(cls: type[Macaroon], data: bytes, memo: dict[bytes, MemoEntry])
         or data[tail_at + 1] != 0x20
     ):
         return None
+    return rnd_at, at, set_at, tail_at
+
+
+def decode_known(cls: type[Macaroon], data: bytes, memo: dict[bytes, MemoEntry]) -> Macaroon | None:
+    """*data* decoded without unpacking it, or ``None`` to take another path.
+
+    Only a token in the canonical layout (:func:`canonical_layout`) whose
+    caveat set the memo holds exactly qualifies: its bytes are a memo key
+    marked as the set's canonical encoding. The mark proves the set ends
+    where the tail begins, which rules out trailing bytes being taken for
+    the tail.
+    """
+    layout = canonical_layout(data)
+    return None if layout is None else _known(cls, data, memo, layout)
+
+
+def _known(
+    cls: type[Macaroon],
+    data: bytes,
+    memo: dict[bytes, MemoEntry],
+    layout: tuple[int, int, int, int],
+) -> Macaroon | None:
+    rnd_at, at, set_at, tail_at = layout
     hit = memo.get(data[set_at:tail_at])
     if hit is None or not hit[2]:
         return None
     return cls._from_canonical(
         data[1 : rnd_at + 19],
         data[4:rnd_at],
-        flag == 0xC3,
+        data[rnd_at + 18] == 0xC3,
         data[at:set_at].decode("utf-8", "surrogateescape"),
         hit[0],
         hit[1],

@@ -122,6 +122,8 @@ def _outcome(data: bytes, registry: Any) -> Any:
         token = Macaroon.decode(data, registry)
     except DecodeError as exc:
         return "decode", type(exc), str(exc)
+    # The nonce's first MAC input is its canonical encoding, however it was read.
+    assert token._nonce_packed == token.nonce.encode()
     try:
         verified: Any = [_shape(c) for c in token.verify(KEY)]
     except VerificationError as exc:

@@ -295,7 +295,7 @@ def decode_set_bytes(data: bytes, registry: Registry, depth: int = 0) -> tuple[l
 
 def pack_set(packed: Iterable[bytes], count: int) -> bytes:
     """A caveat set's encoding from its caveats' one-caveat encodings."""
-    return _msgpack.array_header(2 * count) + b"".join(p[1:] for p in packed)
+    return _msgpack.array_header(2 * count) + b"".join([p[1:] for p in packed])
 
 
 def caveats_to_json(caveats: Iterable[Caveat]) -> list[dict[str, Any]]:
