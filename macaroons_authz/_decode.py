@@ -56,8 +56,18 @@ MEMO_ENTRIES = 4096
 _NO_BUILDERS: FastBuilders = {}
 
 
-def decode(cls: type[Macaroon], data: bytes, registry: Registry | None) -> Macaroon:
-    """The token *data* (see ``Macaroon.decode``)."""
+def decode(cls: type[Macaroon], data: bytes, registry: Registry | None = None) -> Macaroon:
+    """Decode a token from its MessagePack bytes.
+
+    Bytes after the token are ignored, as Go does. Caveats of unknown
+    types decode to :class:`~macaroons_authz.UnregisteredCaveat`, which
+    keep their bytes (so the token still verifies) and fail validation.
+    *registry* is the caveat registry to decode with (the default one if
+    ``None``). This is :meth:`Macaroon.decode <macaroons_authz.Macaroon.decode>`.
+
+    Raises:
+        DecodeError: *data* is not a token, or is over :data:`MAX_TOKEN_SIZE`.
+    """
     if not isinstance(data, bytes):
         raise TypeError(f"data must be bytes, not {type(data).__name__}")
     if not data:
