@@ -108,13 +108,13 @@ def test_a_user_approves_in_a_real_browser(browser: Any, tmp_path: Path) -> None
             forger = browser.new_page()
             with forging_site(url) as forged_page:
                 forger.goto(forged_page)
-                with forger.expect_navigation(wait_until="commit"):
+                with forger.expect_navigation(wait_until="load"):
                     forger.click("#go")
             assert "must be sent from its own page" in forger.inner_text("body")
             forger.close()
 
             # Not signed in: the application refuses, and the flow stays pending.
-            with page.expect_navigation(wait_until="commit"):
+            with page.expect_navigation(wait_until="load"):
                 page.get_by_role("button", name="Approve").click()
             assert page.title() == "Not approved", page.inner_text("body")
 
@@ -122,7 +122,7 @@ def test_a_user_approves_in_a_real_browser(browser: Any, tmp_path: Path) -> None
             host = url.split("/")[2].split(":")[0]
             browser.add_cookies([{"name": "session", "value": "ada", "domain": host, "path": "/"}])
             page.goto(url)
-            with page.expect_navigation(wait_until="commit"):
+            with page.expect_navigation(wait_until="load"):
                 page.get_by_role("button", name="Approve").click()
             assert page.title() == "Approved"
             assert "You may close this window." in page.inner_text("body")
