@@ -569,3 +569,22 @@ class IfPresent(Caveat):
 
 
 _new_if_present = fast_new(IfPresent, "ifs", "else_")
+
+
+# Reading an access's attributes, for the Fly.io caveats (flyio.py, fly_resources.py).
+
+
+def _attr(access: object, name: str, caveat: Caveat) -> Any:
+    value = getattr(access, name, _MISSING)
+    if value is _MISSING:
+        return InvalidAccessError(
+            f"unauthorized: bad data for token verification: {caveat.name} needs {name}",
+            caveat=caveat,
+        )
+    return value
+
+
+def _unspecified(caveat: Caveat, kind: str) -> ResourceUnspecifiedError:
+    return ResourceUnspecifiedError(
+        f"unauthorized: bad data for token verification: must specify {kind}", caveat=caveat
+    )
