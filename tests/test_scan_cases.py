@@ -274,6 +274,26 @@ def test_a_kubernetes_secret_holding_base64_of_a_header() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "filler",
+    [
+        "",
+        ("2024-05-01T12:00:00Z INFO " + "ok " * 100 + "\n") * 100,  # sparse "Z"s: one by one
+        "ZZZZ ZmZm Zm0 Zm8x\n" * 300,  # dense ones: the regular expression takes over
+    ],
+)
+def test_base64_wrapped_values_after_many_zs(filler: str) -> None:
+    value = base64.b64encode(f"FlyV1 {PADDED}".encode()).decode()
+    bare = base64.b64encode(PERM.encode()).decode()
+    text = f"{filler}a: {value}\n{filler}b: {bare}\n"
+    lines = filler.count("\n")
+    got = [(f.line, f.column, f.context, f.token_id) for f in find_tokens(text)]
+    assert got == [
+        (lines + 1, 4, "header", tid(PADDED)),
+        (2 * lines + 2, 4, "bare", tid(PERM)),
+    ]
+
+
 def test_base64_that_does_not_decode_to_text_is_left_alone() -> None:
     # "Zm0yX" starts a value that is not UTF-8 / not base64: nothing reported.
     assert kinds("data: Zm0yX" + "w" * 7 + "\x00 Zm0yX!!\n") == []

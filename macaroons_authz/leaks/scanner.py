@@ -215,12 +215,14 @@ class _Hit(NamedTuple):
 
 
 def _classify_macaroon(label: str, payload: str) -> _Classified:
-    try:
-        data = unb64(payload)  # as Go's StdEncoding
-        if data:
+    # Only an array can be a token: anything else (most random base64) is
+    # not decoded, which costs several microseconds when it fails.
+    if payload.startswith(_TOKEN_STARTS):
+        try:
+            data = unb64(payload)  # as Go's StdEncoding
             return _Classified("token", label + payload, Macaroon.decode(data), data)
-    except (binascii.Error, ValueError):  # DecodeError is a ValueError
-        pass
+        except (binascii.Error, ValueError):  # DecodeError is a ValueError
+            pass
     return _Classified("malformed" if _suspicious(payload) else None, label + payload)
 
 
@@ -232,6 +234,11 @@ def _classify_joined(label: str, raws: list[str], literal: int) -> tuple[_Classi
     is the shortest join that is a token, else the join of the literals:
     each text is unescaped and decoded once, linear in the candidate.
     """
+    first = _classify_macaroon(label, _unescape(raws[0])) if literal == 1 else None
+    if first is not None and first.kind == "token":
+        # A whole token ending its line, the next line indented: any join
+        # that is a token is this one (decoding reads the same bytes).
+        return first, 1
     size = token_bytes(_unescape("".join(raws)))
     if size is not None:
         want, total = (size + 2) // 3 * 4, 0
@@ -243,7 +250,7 @@ def _classify_joined(label: str, raws: list[str], literal: int) -> tuple[_Classi
                     if joined.kind == "token":
                         return joined, used
                 break
-    best = _classify_macaroon(label, _unescape("".join(raws[:literal])))
+    best = first or _classify_macaroon(label, _unescape("".join(raws[:literal])))
     if best.kind is None:
         # Too short or too plain to report when joined: so is the first piece.
         return _Classified(None, label + _unescape(raws[0])), 1
@@ -418,12 +425,14 @@ def _scan(
                 pos = size
 
         wrapped = Wrapped(buf) if unwrap else None
+        w = -2  # the next wrapped value at or after pos; -1: none, -2: not searched yet
         lm: re.Match[str] | None = None
         searched = -1  # lm is the first label at or after this offset (None: none)
         while st.skipping is None:
             if searched < 0 or (lm is not None and lm.start() < pos):
                 lm, searched = label_search(buf, pos), pos
-            w = wrapped.next(pos) if wrapped is not None else -1
+            if wrapped is not None and (w == -2 or 0 <= w < pos):
+                w = wrapped.next(pos)
             if w >= 0 and (lm is None or w < lm.start()):
                 vm = _B64_VALUE_RE.match(buf, w)
                 assert vm is not None
@@ -436,11 +445,17 @@ def _scan(
                     line, column = st.line, buf_abs + w - st.line_start + 1
                     allowed = _allows(buf, st.line_start - buf_abs, w, vm.end())
                     for hit in _scan((text,), path, max_candidate, unwrap=False):
-                        found = attrs.evolve(
-                            hit.finding,
-                            line=line,
-                            column=column,
-                            allowed=allowed or hit.finding.allowed,
+                        f = hit.finding
+                        found = Finding(
+                            path,
+                            line,
+                            column,
+                            f.label,
+                            f.context,
+                            f.kind,
+                            f.token_id,
+                            f.location,
+                            allowed or f.allowed,
                         )
                         yield hit._replace(finding=found)
                 pos = vm.end()
