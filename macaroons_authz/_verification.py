@@ -137,7 +137,7 @@ def _verify_3p(
     binding_ids: _BindingIds,
     trusted_3ps: TrustedThirdParties,
     run: _Run,
-) -> list[Caveat]:
+) -> Sequence[Caveat]:
     """The caveats of the first of *candidates* that discharges *cav* (in header order)."""
     if cav.ticket is None or not candidates:
         raise VerificationError(f"no matching discharge token for {cav.location}")

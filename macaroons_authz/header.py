@@ -43,6 +43,7 @@ MAX_HEADER_LENGTH = 1024 * 1024
 MAX_HEADER_TOKENS = 256
 
 _SCHEMES = ("flyv1", "bearer")
+_COMMON_START = "FlyV1 fm2_"
 # What Go's strings.TrimSpace trims (unicode.IsSpace): str.strip() would also
 # trim the separators U+001C to U+001F, which Go keeps (and then fails on).
 _GO_SPACE = (
@@ -142,6 +143,28 @@ def parse_header(header: str) -> list[bytes]:
     Raises:
         DecodeError: a piece is not a token, or no macaroon is found.
     """
+    # The header nearly every request carries, "FlyV1 fm2_<base64>" with one
+    # token, read in one step (a third of a full check at one caveat went
+    # to the general path); anything this does not read as the general path
+    # would is left to the general path, which decides.
+    if (
+        type(header) is str
+        and header[:10] == _COMMON_START
+        and "," not in header
+        and len(header) <= MAX_HEADER_LENGTH
+    ):
+        try:
+            data = unb64(header[10:])
+        except (binascii.Error, ValueError):
+            pass
+        else:
+            if data:
+                return [data]
+    return _parse_pieces(header)
+
+
+def _parse_pieces(header: str) -> list[bytes]:
+    """:func:`parse_header`'s general path: every scheme, label and piece."""
     tokens = []
     for piece in split_header(header):
         parts = piece.partition("_")

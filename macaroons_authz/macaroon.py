@@ -32,6 +32,7 @@ from ._verification import TrustedThirdParties as TrustedThirdParties
 from ._verification import verification_run as verification_run
 from .caveats._base import (
     MAX_CAVEATS,
+    ORDINARY,
     THIRD_PARTY,
     Caveat,
     NeedsRawBytes,
@@ -52,6 +53,19 @@ __all__ = ["MAX_TOKEN_SIZE", "MAX_VERIFY_MACS", "Macaroon", "discharge_ticket"]
 
 _RND_SIZE = 16
 _BINDING_ID_SIZE = 16
+
+
+#: Built-in caveat classes that verification keeps as they are: not
+#: third-party, binding or attestation caveats, nor ``IfPresent``, which may
+#: hold an attestation. A token of only these is sorted by set look-ups.
+_ORDINARY_TYPES = frozenset(
+    cls
+    for cls in map(DEFAULT_REGISTRY.lookup, range(32))
+    if cls is not None
+    and cls.verification_role == ORDINARY
+    and not cls.attestation
+    and cls is not IfPresent
+)
 
 
 class Macaroon:
@@ -399,22 +413,29 @@ class Macaroon:
                 decoded.append(_as_macaroon(d, None))
             except DecodeError:
                 continue
-        run = RUN.get() or _Run()
-        return CaveatSet(self._verify(key, decoded, trusted_3ps or {}, run))
+        return CaveatSet(self._verify(key, decoded, trusted_3ps or {}, RUN.get()))
 
     def _verify(
         self,
         key: bytes,
         discharges: Sequence[Macaroon],
         trusted_3ps: TrustedThirdParties,
-        run: _Run,
-    ) -> list[Caveat]:
-        """Verify this token as the permission token, with its *discharges*."""
+        run: _Run | None,
+    ) -> Sequence[Caveat]:
+        """Verify this token as the permission token, with its *discharges*.
+
+        *run* is the verification run this is part of, if any.
+        """
         result, pending, bindings = self._sort_caveats(trust_attestations=True)
-        if len({cav.ticket for _, cav in pending}) < len(pending):
-            # Each would try every discharge of the ticket: refused before
-            # any work, as add() never makes such a token.
-            raise VerificationError("two third-party caveats carry one ticket")
+        if pending:
+            if len({cav.ticket for _, cav in pending}) < len(pending):
+                # Each would try every discharge of the ticket: refused before
+                # any work, as add() never makes such a token.
+                raise VerificationError("two third-party caveats carry one ticket")
+            if run is None:
+                run = _Run()
+        # Without third-party caveats and outside a run, the chain is the
+        # whole work, at most MAX_CAVEATS + 2 operations: nothing to count.
         tails = self._tails(key, run)
         # The token's own signature is checked before anything about its
         # discharges is said, so a forger learns only "invalid".
@@ -424,6 +445,8 @@ class Macaroon:
             raise VerificationError("discharge bound to different parent token")
         if not pending:
             return result
+        assert run is not None
+        result = list(result)
         by_ticket = _distinct_by_ticket(discharges, {cav.ticket for _, cav in pending})
         # A discharge may bind to any of this token's intermediate tails.
         binding_ids = _BindingIds([crypto.sha256(t) for t in tails])
@@ -437,7 +460,7 @@ class Macaroon:
 
     def _verify_discharge(
         self, rn: bytes, binding_ids: _BindingIds, trusted: bool, run: _Run
-    ) -> list[Caveat]:
+    ) -> Sequence[Caveat]:
         """Verify this token as a discharge signed with *rn*.
 
         Its attestations are kept if *trusted* (see :meth:`_sort_caveats`).
@@ -453,7 +476,7 @@ class Macaroon:
 
     def _sort_caveats(
         self, *, trust_attestations: bool
-    ) -> tuple[list[Caveat], list[tuple[int, Caveat3P]], list[bytes]]:
+    ) -> tuple[Sequence[Caveat], list[tuple[int, Caveat3P]], list[bytes]]:
         """The caveats to return, the third-party caveats (with their index) and binding ids.
 
         Attestations, at any depth of ``IfPresent``, are kept only when
@@ -467,6 +490,15 @@ class Macaroon:
         """
         if self._proof and not self._finalized:
             raise VerificationError("can't verify unfinalized proof")
+        for cav in self._caveats:
+            if type(cav) not in _ORDINARY_TYPES and (
+                type(cav) is not IfPresent or _holds_attestation(cav)
+            ):
+                break
+        else:
+            # The common token: every caveat is kept as it is (the tuple is
+            # never changed in place, so it is shared).
+            return self._caveats, [], []
         result: list[Caveat] = []
         pending: list[tuple[int, Caveat3P]] = []
         bindings: list[bytes] = []
@@ -536,7 +568,11 @@ def _holds_attestation(cav: Caveat) -> bool:
     """Whether *cav* is an attestation or holds one, at any depth of ``IfPresent``."""
     if cav.attestation:
         return True
-    return type(cav) is IfPresent and any(_holds_attestation(c) for c in cav.ifs or ())
+    if type(cav) is IfPresent:
+        for c in cav.ifs or ():
+            if type(c) not in _ORDINARY_TYPES and _holds_attestation(c):
+                return True
+    return False
 
 
 def _as_macaroon(token: Macaroon | bytes, registry: CaveatRegistry | None) -> Macaroon:

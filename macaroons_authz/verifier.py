@@ -202,10 +202,11 @@ class Verifier(_BaseVerifier):
                 permission tokens, with each one's reason).
             StoreError: a store cannot be read.
         """
-        hit = self._hit(header)
-        if hit is not None:
-            hit.caveats.validate(access)
-            return hit.caveats
+        if self.cache is not None:
+            hit = self._hit(header)
+            if hit is not None:
+                hit.caveats.validate(access)
+                return hit.caveats
         result = self._run(decide(self._policy, header, access, identify=False))
         caveats: CaveatSet = result[0]
         return caveats

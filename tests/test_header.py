@@ -362,3 +362,33 @@ def test_json_byte_fields_refuse_excess_padding_too() -> None:
     assert Nonce.from_json(nonce.to_json()) == nonce
     with pytest.raises(DecodeError):
         Nonce.from_json(nonce.to_json()[:-1] + '="')
+
+
+def _outcome(parse: object, header: str) -> object:
+    try:
+        return parse(header)  # type: ignore[operator]
+    except DecodeError as exc:
+        return ("DecodeError", str(exc))
+
+
+_AROUND = st.sampled_from(["", " ", "\t", "\n", "\r\n", "\u3000", "\x1f", ",", "=", "==", "_"])
+
+
+@given(
+    st.binary(min_size=0, max_size=48),
+    _AROUND,
+    _AROUND,
+    st.integers(min_value=0, max_value=60),
+    st.sampled_from(["FlyV1 fm2_", "FlyV1 fm2_fm2_", "FlyV1 fm2_ fm2_", "FlyV1 fm2_,"]),
+)
+def test_the_common_header_lane_reads_as_the_general_path(
+    data: bytes, inside: str, after: str, at: int, start: str
+) -> None:
+    # parse_header reads "FlyV1 fm2_<base64>" in one step and leaves the rest
+    # to _parse_pieces: both must give the same tokens or the same error.
+    from macaroons_authz.header import _parse_pieces
+
+    payload = _b64(data)
+    at = min(at, len(payload))
+    header = start + payload[:at] + inside + payload[at:] + after
+    assert _outcome(parse_header, header) == _outcome(_parse_pieces, header)
