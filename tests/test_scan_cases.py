@@ -104,6 +104,27 @@ def test_a_flood_of_malformed_candidates_is_capped_but_tokens_are_not() -> None:
     ]
 
 
+def test_tokens_found_again_are_the_same_and_the_memo_of_them_is_bounded() -> None:
+    # Tokens lately found are remembered (a token repeated across a history
+    # is decoded once): repeats must be reported as the first time, and the
+    # memo must stay within its bound of tokens, however many there are.
+    toks = []
+    for n in range(scanner._RECENT_ENTRIES + 20):
+        m = Macaroon.new(kid_for_key(KEY), f"{API}/{n}", KEY)
+        toks.append(encode_token(m))
+    long = Macaroon.new(kid_for_key(KEY), API + "/" + "x" * scanner._RECENT_CHARS, KEY)
+    toks.append(encode_token(long))
+    text = "\n".join(toks + toks) + "\n"
+    got = [(f.line, f.kind, f.location, f.token_id) for f in find_tokens(text)]
+    want = [
+        (i + 1, "token", Macaroon.decode(base64.b64decode(t[4:])).location, tid(t))
+        for i, t in enumerate(toks + toks)
+    ]
+    assert got == want
+    assert 0 < len(scanner._RECENT) <= scanner._RECENT_ENTRIES
+    assert all(len(t) <= scanner._RECENT_CHARS for t in scanner._RECENT)
+
+
 # -- glued members ----------------------------------------------------------------
 
 

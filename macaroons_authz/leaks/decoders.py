@@ -197,12 +197,14 @@ class Wrapped:
         """The next encoded label at or after *pos*, or -1."""
         buf = self.buf
         if not self.dense:
-            find, starts = buf.find, buf.startswith
+            find, last = buf.find, len(buf) - 1
             i = find("Z", pos)
             while i >= 0:
                 batch_start = i
                 for _ in range(_BATCH):
-                    if starts(_B64_LABELS, i):
+                    # One character compared first: startswith with a tuple
+                    # costs twice as much as the rest of the loop.
+                    if i < last and buf[i + 1] == "m" and buf.startswith(_B64_LABELS, i):
                         return i
                     i = find("Z", i + 1)
                     if i < 0:

@@ -90,7 +90,11 @@ def _fingerprint(token: str) -> str:
 
 
 def _suspicious(payload: str) -> bool:
-    return len(payload) >= _MIN_SUSPICIOUS_LENGTH and len(set(payload)) >= _MIN_DISTINCT
+    # Random base64 has its distinct characters within a few dozen: the
+    # set of the whole payload (microseconds for a long one) is rarely needed.
+    return len(payload) >= _MIN_SUSPICIOUS_LENGTH and (
+        len(set(payload[:64])) >= _MIN_DISTINCT or len(set(payload)) >= _MIN_DISTINCT
+    )
 
 
 # -- findings -----------------------------------------------------------------
@@ -214,15 +218,34 @@ class _Hit(NamedTuple):
     data: bytes | None
 
 
+# Tokens lately found, with their ids: a token leaked in many places (each
+# version of a file in a history, copies of one config) is decoded once.
+# Bounded: at most _RECENT_ENTRIES tokens of at most _RECENT_CHARS characters
+# (with their bytes and macaroons, a few MB at most); emptied when full.
+_RECENT: dict[str, tuple[_Classified, TokenId]] = {}
+_RECENT_ENTRIES: Final = 256
+_RECENT_CHARS: Final = 4096
+
+
 def _classify_macaroon(label: str, payload: str) -> _Classified:
     # Only an array can be a token: anything else (most random base64) is
     # not decoded, which costs several microseconds when it fails.
     if payload.startswith(_TOKEN_STARTS):
+        token = label + payload
+        recent = _RECENT.get(token)
+        if recent is not None:
+            return recent[0]
         try:
             data = unb64(payload)  # as Go's StdEncoding
-            return _Classified("token", label + payload, Macaroon.decode(data), data)
+            found = _Classified("token", token, Macaroon.decode(data), data)
         except (binascii.Error, ValueError):  # DecodeError is a ValueError
             pass
+        else:
+            if len(token) <= _RECENT_CHARS:
+                if len(_RECENT) >= _RECENT_ENTRIES:
+                    _RECENT.clear()
+                _RECENT[token] = (found, _token_id(found))
+            return found
     return _Classified("malformed" if _suspicious(payload) else None, label + payload)
 
 
@@ -319,6 +342,9 @@ def _allows(buf: str, line_start: int, p: int, end: int) -> bool:
 
 
 def _token_id(c: _Classified) -> TokenId:
+    recent = _RECENT.get(c.token)
+    if recent is not None:
+        return recent[1]
     fingerprint = _fingerprint(c.token)
     if c.macaroon is None:
         return TokenId(None, None, fingerprint)
