@@ -77,8 +77,11 @@ def decode(cls: type[Macaroon], data: bytes, registry: Registry | None = None) -
     reg = DEFAULT_REGISTRY if registry is None else registry
     memo: dict[bytes, MemoEntry] | None = getattr(reg, "memo", None)
     layout = canonical_layout(data)
+    raw: bytes | None = None
     if memo is not None and layout is not None:
-        known = _known(cls, data, memo, layout)
+        # The set's bytes: the known path's key, and the memo's on a miss.
+        raw = data[layout[2] : layout[3]]
+        known = _known(cls, data, memo, layout, raw)
         if known is not None:
             return known
     obj = _msgpack.unpack(data)
@@ -111,11 +114,7 @@ def decode(cls: type[Macaroon], data: bytes, registry: Registry | None = None) -
     tail_bytes = tail if type(tail) is bytes else blob(tail, "tail")
     if tail_bytes is None or len(tail_bytes) != 32:
         raise DecodeError("tail must be 32 bytes")
-    if memo is None:
-        raw = None
-    elif layout is not None:
-        raw = data[layout[2] : layout[3]]
-    else:
+    if memo is not None and layout is None:
         raw = set_bytes(data, nonce_packed, location)
     try:
         caveats, packs = decode_token_caveats(items, reg, memo, raw)
@@ -158,15 +157,15 @@ def decode_token_caveats(
     builders: FastBuilders = getattr(registry, "fast_builders", _NO_BUILDERS)
     caveats: list[Caveat] = []
     packs: list[bytes] = []
-    for i in range(0, n, 2):
-        one = items[i : i + 2]
-        number = one[0]
+    pairs = iter(items)
+    for number, body in zip(pairs, pairs, strict=False):  # pairs: an even length, checked
         build = builders.get(number) if type(number) is int else None
-        caveat = None if build is None else build(one[1], builders, 0)
+        caveat = None if build is None else build(body, builders, 0)
         if caveat is not None:
             caveats.append(caveat)
-            packs.append(pack(one))
+            packs.append(pack((number, body)))
             continue
+        one = [number, body]
         key = pack(one) if n > 2 else whole
         hit = memo.get(key)
         if hit is None:
@@ -188,7 +187,9 @@ def _remember(
     if len(key) <= MEMO_MAX_KEY:
         if len(memo) >= MEMO_ENTRIES:
             memo.clear()
-        memo[key] = caveats, packs, key == pack_set(packs, len(packs))
+        # Whether the key is exactly the set's canonical encoding is found
+        # on the first hit (see _known): most sets are never seen again.
+        memo[key] = caveats, packs, None
 
 
 def set_bytes(data: bytes, nonce_packed: bytes, location: str) -> bytes | None:
@@ -262,7 +263,7 @@ def decode_known(cls: type[Macaroon], data: bytes, memo: dict[bytes, MemoEntry])
     the tail.
     """
     layout = canonical_layout(data)
-    return None if layout is None else _known(cls, data, memo, layout)
+    return None if layout is None else _known(cls, data, memo, layout, data[layout[2] : layout[3]])
 
 
 def _known(
@@ -270,11 +271,18 @@ def _known(
     data: bytes,
     memo: dict[bytes, MemoEntry],
     layout: tuple[int, int, int, int],
+    key: bytes,
 ) -> Macaroon | None:
-    rnd_at, at, set_at, tail_at = layout
-    hit = memo.get(data[set_at:tail_at])
-    if hit is None or not hit[2]:
+    hit = memo.get(key)
+    if hit is None:
         return None
+    exact = hit[2]
+    if exact is None:
+        exact = key == pack_set(hit[1], len(hit[1]))
+        memo[key] = hit[0], hit[1], exact
+    if not exact:
+        return None
+    rnd_at, at, set_at, tail_at = layout
     return cls._from_canonical(
         data[1 : rnd_at + 19],
         data[4:rnd_at],

@@ -246,8 +246,8 @@ def check_set(items: Any, depth: int) -> int:
 
 #: A decode memo entry (see ``macaroons_authz._decode``): the caveats of a
 #: set, their canonical one-caveat encodings, and whether the key is
-#: exactly the set's canonical encoding (nothing more).
-MemoEntry = tuple[tuple["Caveat", ...], tuple[bytes, ...], bool]
+#: exactly the set's canonical encoding (nothing more; ``None``: not yet known).
+MemoEntry = tuple[tuple["Caveat", ...], tuple[bytes, ...], "bool | None"]
 
 
 def decode_set_value(items: Any, registry: Registry, depth: int = 0) -> list[Caveat]:
