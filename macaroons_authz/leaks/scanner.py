@@ -289,23 +289,23 @@ def _extract_macaroon(buf: str, label: str, start: int) -> tuple[_Classified, in
     """
     m = _MAC_RUN_RE.match(buf, start)
     assert m is not None  # the pattern matches the empty string
-    end = m.end()
+    end, run = m.end(), m.group()
     # Base64 has no "_": a run followed by one may end in the letters of the
     # next member's label, glued on without a comma ("...AAAfm2_BBB"). The
     # label belongs to the next candidate unless only the whole run is a
     # token (decoding ignores bytes after a token, so both may be).
     glued = _GLUED_LABEL_RE.search(buf, start, end) if buf.startswith("_", end) else None
     if glued is not None:
-        whole = _classify_macaroon(label, _unescape(m.group()))
+        whole = _classify_macaroon(label, _unescape(run))
         cut = _classify_macaroon(label, _unescape(buf[start : glued.start()]))
         if cut.kind == "token" or whole.kind != "token":
             return cut, glued.start(), end
         return whole, end, end
-    if not m.group() or ends_padded(m.group()):
-        return _classify_macaroon(label, _unescape(m.group())), end, end
+    if not run or ends_padded(run):
+        return _classify_macaroon(label, _unescape(run)), end, end
     pieces = Pieces(buf, start, end)  # adjacent string literals, then wrapped lines
     if len(pieces.raws) == 1:
-        return _classify_macaroon(label, _unescape(m.group())), end, end
+        return _classify_macaroon(label, _unescape(run)), end, end
     best, used = _classify_joined(label, pieces.raws, pieces.literal)
     return best, pieces.end_of(used), pieces.end
 
