@@ -65,7 +65,7 @@ class _Run:
         memo_key = (token._identity(), key)
         ok = self._signed.get(memo_key)
         if ok is None:
-            ok = self._signed[memo_key] = token._signed_by(token._tails(key, self))
+            ok = self._signed[memo_key] = token._signed_by(token._chain_end(key, self))
         return ok
 
 

@@ -93,6 +93,14 @@ def chain(key: bytes, msgs: Iterable[bytes]) -> list[bytes]:
     return tails
 
 
+def chain_end(key: bytes, msgs: Iterable[bytes]) -> bytes:
+    """The last tail of an HMAC chain (:func:`chain`'s last element), for *msgs* not empty."""
+    new = _hmac_new
+    for msg in msgs:
+        key = new(key, msg, "sha256").digest()
+    return key
+
+
 def finalize(tail: bytes) -> bytes:
     """The finalized tail of a proof (spec 4.4)."""
     return mac(_FINALIZATION_KEY, tail)

@@ -432,20 +432,20 @@ class Macaroon:
                 # Each would try every discharge of the ticket: refused before
                 # any work, as add() never makes such a token.
                 raise VerificationError("two third-party caveats carry one ticket")
-            if run is None:
-                run = _Run()
-        # Without third-party caveats and outside a run, the chain is the
-        # whole work, at most MAX_CAVEATS + 2 operations: nothing to count.
-        tails = self._tails(key, run)
+            run = run or _Run()
+            tails = self._tails(key, run)
+            end = tails[-1]
+        else:
+            end = self._chain_end(key, run)
         # The token's own signature is checked before anything about its
         # discharges is said, so a forger learns only "invalid".
-        if not self._signed_by(tails):
+        if not self._signed_by(end):
             raise VerificationError("macaroon verify: invalid")
         if bindings:  # a permission token has no parent to be bound to
             raise VerificationError("discharge bound to different parent token")
         if not pending:
             return result
-        assert run is not None
+        assert run is not None  # set with the tails
         result = list(result)
         by_ticket = _distinct_by_ticket(discharges, {cav.ticket for _, cav in pending})
         # A discharge may bind to any of this token's intermediate tails.
@@ -526,15 +526,25 @@ class Macaroon:
         return result, pending, bindings
 
     def _tails(self, key: bytes, run: _Run | None = None) -> list[bytes]:
-        """The chain under *key*: ``tails[i]`` is the tail before caveat *i*, then the last."""
+        """The chain under *key*: ``tails[i]`` is the tail before caveat *i*, then the last.
+
+        Its operations are counted in *run*, if given.
+        """
         packs = self._packs()
         if run is not None:
             run.spend(len(packs) + 1 + self._proof)
         return crypto.chain(key, (self._nonce_packed, *packs))
 
-    def _signed_by(self, tails: Sequence[bytes]) -> bool:
-        """Whether the chain *tails* (from :meth:`_tails`) ends in this token's tail."""
-        cur = crypto.finalize(tails[-1]) if self._proof else tails[-1]
+    def _chain_end(self, key: bytes, run: _Run | None = None) -> bytes:
+        """The last of :meth:`_tails`, all that a token without third-party caveats needs."""
+        packs = self._packs()
+        if run is not None:
+            run.spend(len(packs) + 1 + self._proof)
+        return crypto.chain_end(key, (self._nonce_packed, *packs))
+
+    def _signed_by(self, end: bytes) -> bool:
+        """Whether the chain ending in *end* (see :meth:`_tails`) ends in this token's tail."""
+        cur = crypto.finalize(end) if self._proof else end
         return crypto.equal(cur, self._tail)
 
     def _identity(self) -> tuple[bytes, str, tuple[bytes, ...], bytes]:

@@ -74,7 +74,7 @@ class MacCounter:
 @pytest.fixture
 def macs(monkeypatch: pytest.MonkeyPatch) -> MacCounter:
     counter = MacCounter(10**9)
-    mac, chain = crypto.mac, crypto.chain
+    mac, chain, chain_end = crypto.mac, crypto.chain, crypto.chain_end
 
     def counting_mac(key: bytes, msg: bytes) -> bytes:
         counter.add(1)
@@ -85,8 +85,14 @@ def macs(monkeypatch: pytest.MonkeyPatch) -> MacCounter:
         counter.add(len(msgs))
         return chain(key, msgs)
 
+    def counting_chain_end(key: bytes, msgs: Iterable[bytes]) -> bytes:
+        msgs = list(msgs)
+        counter.add(len(msgs))
+        return chain_end(key, msgs)
+
     monkeypatch.setattr(crypto, "mac", counting_mac)
     monkeypatch.setattr(crypto, "chain", counting_chain)
+    monkeypatch.setattr(crypto, "chain_end", counting_chain_end)
     return counter
 
 

@@ -28,6 +28,8 @@ def test_chain_is_every_tail_of_repeated_hmac(key: bytes, msgs: list[bytes]) -> 
         tail = hmac.digest(tail, msg, "sha256")
         expected.append(tail)
     assert crypto.chain(key, msgs) == expected
+    if msgs:
+        assert crypto.chain_end(key, msgs) == expected[-1]
 
 
 def test_finalize_is_hmac_under_the_finalization_key() -> None:

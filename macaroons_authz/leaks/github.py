@@ -273,10 +273,10 @@ def _signature_ok(m: Macaroon, key_for_kid: Callable[[bytes], bytes | None]) -> 
         return False
     crypto.check_key(key, "key")
     try:
-        tails = m._tails(key)
+        end = m._chain_end(key)
     except DecodeError:
         return False
-    return m._signed_by(tails)
+    return m._signed_by(end)
 
 
 def classify_github_alert(
