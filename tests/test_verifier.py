@@ -168,3 +168,53 @@ def test_a_cache_belongs_to_one_verifier(ring: MemoryKeyring) -> None:
     Verifier(ring, cache=cache)
     with pytest.raises(ValueError, match="another verifier"):
         Verifier(ring, cache=cache, trusted_3ps={AUTH: [new_encryption_key()]})
+
+
+def _decision(verifier: Verifier, header: str, acc: FlyAccess) -> object:
+    try:
+        return [c.packed() for c in verifier.authorize(header, acc)]
+    except (DecodeError, VerificationError, UnauthorizedError) as exc:
+        return (type(exc), str(exc))
+
+
+def test_the_plainest_verifier_decides_as_the_general_steps(ring: MemoryKeyring) -> None:
+    # A verifier with neither cache nor revocation store takes a shorter
+    # lane through the decision; one with a revocation store (empty) takes
+    # the general one. Every outcome must be the same.
+    from macaroons_authz import MemoryRevocationStore
+
+    tp_key = new_encryption_key()
+    other = MemoryKeyring()
+    other.generate()
+    plain = org_token(ring.current(), ORG)
+    with_3p = org_token(ring.current(), ORG)
+    with_3p.add_3p(tp_key, AUTH, ConfineOrganization(ORG))
+    (ticket,) = with_3p.third_party_tickets()[AUTH]
+    _, discharge = discharge_ticket(tp_key, AUTH, ticket)
+    discharge.add(ValidityWindow(NOW - 60, NOW + 60), FlyioUserID(7))
+    expired = org_token(ring.current(), ORG)
+    expired.add(ValidityWindow(NOW - 60, NOW - 1))
+    foreign = org_token(other.current(), ORG)  # a KID `ring` does not hold
+    headers = [
+        to_header(plain),
+        to_header(with_3p),  # the discharge is missing
+        to_header(with_3p, discharge),
+        to_header(expired),
+        to_header(foreign),
+        to_header(plain, plain),
+        "FlyV1 fm2_AAAA",
+        "FlyV1 " + encode_token(plain.encode()[:-1] + b"\x00"),  # a bad signature
+        to_header(discharge),
+    ]
+    accesses = [access(), access(org_id=ORG + 1), access(action=Action.ALL), access(org_id=None)]
+    lane = Verifier(ring, trusted_3ps={AUTH: [tp_key]})
+    general = Verifier(ring, trusted_3ps={AUTH: [tp_key]}, revocations=MemoryRevocationStore())
+    outcomes = set()
+    for header in headers:
+        for acc in accesses:
+            got = _decision(lane, header, acc)
+            assert got == _decision(general, header, acc), (header, acc)
+            outcomes.add(type(got) if isinstance(got, list) else got[0])
+    # Allowed, unauthorized, unverified and malformed headers were all met.
+    assert {list, VerificationError, DecodeError} <= outcomes
+    assert any(isinstance(o, type) and issubclass(o, UnauthorizedError) for o in outcomes)
