@@ -407,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="about 0.2 s per measurement")
     group.add_argument("--full", action="store_true", help="about 3 s per measurement")
+    parser.add_argument("--no-scan", action="store_true", help="leave out the leak scanner")
     args = parser.parse_args(argv)
     seconds = 0.2 if args.quick else 3.0 if args.full else 1.0
 
@@ -478,9 +479,10 @@ def main(argv: list[str] | None = None) -> int:
     print("Targets (issue 18), ratios to the floor of this run:")
     for line in targets(ratios, shares):
         print(f"- {line}")
-    print()
-    print("Leak scanner (benchmarks/scan.py):")
-    print(scan_throughput(args.quick))
+    if not args.no_scan:
+        print()
+        print("Leak scanner (benchmarks/scan.py):")
+        print(scan_throughput(args.quick))
     return 0
 
 

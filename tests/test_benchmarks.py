@@ -11,6 +11,7 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import against  # type: ignore[import-not-found]  # noqa: E402
 import instructions  # type: ignore[import-not-found]  # noqa: E402
 import run  # type: ignore[import-not-found]  # noqa: E402
 
@@ -40,3 +41,12 @@ def test_measure_all_gives_a_median_per_function() -> None:
 def test_instruction_counting_operations_run() -> None:
     for fn in instructions.operations(1).values():
         fn()
+
+
+def test_against_reads_every_target_run_prints() -> None:
+    ratios = {(n, kind): 1.0 + n / 100 for n in (1, 5, 20) for kind, _ in run.WORKLOAD_ROWS}
+    lines = run.targets(ratios, {1: 0.1, 5: 0.15, 20: 0.25})
+    found = against.TARGET.findall("\n".join(f"- {line}" for line in lines))
+    assert len(found) == len(lines) == 12
+    assert ("N=20 cached / uncached <= 0.20", "0.25", "MISSED") in found
+    assert ("N=5 unique caveats <= 1.3x", "1.05", "held") in found
