@@ -3,56 +3,36 @@
 Each built-in caveat class has a ``from_canonical`` that builds it from a
 decoded body already in canonical form; the registry keeps them by type
 number (``CaveatRegistry.fast_builders``). The helpers here let them do so
-cheaply: :func:`fast_new` sets an attrs class's slots without running its
-validators and converters, which the builder's own checks replace, and
-:func:`canonical_set` builds the caveats nested in ``IfPresent``.
+cheaply: :func:`slot_setters` lets them set an attrs class's slots without
+running its validators and converters, which the builder's own checks
+replace, and :func:`canonical_set` builds the caveats nested in ``IfPresent``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from ._base import MAX_CAVEATS, MAX_NESTING, Caveat, attrs_fields
-
-T = TypeVar("T")
 
 #: The fast builders of a registry by type number (:meth:`Caveat.from_canonical`).
 FastBuilders = dict[int, "Callable[[Any, FastBuilders, int], Caveat | None]"]
 
 
-def fast_new(cls: type[T], *names: str) -> Callable[..., T]:
-    """A constructor of the attrs class *cls* from its fields' values, in *names* order.
+def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """The setters of the attrs class *cls*'s slots, for its fields in *names* order.
 
-    It sets the slots directly: no validators, no converters, none of
-    attrs' frozen ``__setattr__``. Only for decoders that checked the
-    values themselves; *names* must be every field of *cls*.
+    A builder makes the object with ``object.__new__(cls)`` and sets each
+    slot with its setter: no validators, no converters, none of attrs'
+    frozen ``__setattr__``, no call of a constructor of its own (each call
+    layer costs as much as a slot). Only for decoders that checked the
+    values themselves, and only for *cls* itself, never a subclass (whose
+    own checks would be skipped); *names* must be every field of *cls*.
     """
     fields = [f.name for f in attrs_fields(cls)]
     if list(names) != fields:
-        raise TypeError(f"fast_new({cls.__name__}) needs every field in order: {fields}")
-    setters = [next(k.__dict__[n] for k in cls.__mro__ if n in k.__dict__).__set__ for n in names]
-    new = object.__new__
-    if len(setters) == 1:
-        (set0,) = setters
-
-        def one(a: Any) -> T:
-            obj = new(cls)
-            set0(obj, a)
-            return obj
-
-        return one
-    if len(setters) == 2:
-        set0, set1 = setters
-
-        def two(a: Any, b: Any) -> T:
-            obj = new(cls)
-            set0(obj, a)
-            set1(obj, b)
-            return obj
-
-        return two
-    raise TypeError("fast_new builds classes of one or two fields")
+        raise TypeError(f"slot_setters({cls.__name__}) needs every field in order: {fields}")
+    return tuple(next(k.__dict__[n] for k in cls.__mro__ if n in k.__dict__).__set__ for n in names)
 
 
 def canonical_set(items: Any, builders: FastBuilders, depth: int) -> tuple[Caveat, ...] | None:

@@ -28,7 +28,7 @@ from ._base import (
     string,
     struct,
 )
-from ._fast import FastBuilders, fast_new
+from ._fast import FastBuilders, slot_setters
 
 if TYPE_CHECKING:
     from typing import Self
@@ -104,10 +104,13 @@ class ValidityWindow(Caveat):
                 and -(2**63) <= not_before < 2**63
                 and -(2**63) <= not_after < 2**63
             ):
+                if cls is not ValidityWindow:
+                    return cls(not_before, not_after)
                 # Checked here as the validators would: build without running them.
-                if cls is ValidityWindow:
-                    return _new_window(not_before, not_after)  # type: ignore[return-value]
-                return cls(not_before, not_after)
+                obj = object.__new__(cls)
+                _set_not_before(obj, not_before)
+                _set_not_after(obj, not_after)
+                return obj
         return None
 
     def to_json(self) -> Any:
@@ -122,7 +125,7 @@ class ValidityWindow(Caveat):
         )
 
 
-_new_window = fast_new(ValidityWindow, "not_before", "not_after")
+_set_not_before, _set_not_after = slot_setters(ValidityWindow, "not_before", "not_after")
 
 
 class _VerificationOnly(Caveat):

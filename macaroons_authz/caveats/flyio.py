@@ -36,7 +36,7 @@ from ._base import (
     struct,
     uint,
 )
-from ._fast import FastBuilders, fast_new
+from ._fast import FastBuilders, slot_setters
 from .fly_resources import (
     AppFeatureSet,
     Apps,
@@ -176,9 +176,12 @@ class Organization(Caveat):
             org, mask = body
             # MessagePack holds no int above 2**64-1.
             if type(org) is int and org >= 0 and type(mask) is int and 0 <= mask <= 0xFFFF:
-                if cls is Organization:
-                    return _new_organization(org, mask)  # type: ignore[return-value]
-                return cls(org, mask)
+                if cls is not Organization:
+                    return cls(org, mask)
+                obj = object.__new__(cls)
+                _set_org_id(obj, org)
+                _set_org_mask(obj, mask)
+                return obj
         return None
 
     def to_json(self) -> Any:
@@ -190,7 +193,7 @@ class Organization(Caveat):
         return cls(json_uint(obj.get("id"), "org id"), _json_action(obj.get("mask"), "org mask"))
 
 
-_new_organization = fast_new(Organization, "id", "mask")
+_set_org_id, _set_org_mask = slot_setters(Organization, "id", "mask")
 
 
 @attrs.frozen

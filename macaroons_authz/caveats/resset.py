@@ -33,7 +33,7 @@ from ._base import (
     struct,
     uint,
 )
-from ._fast import FastBuilders, canonical_set, fast_new
+from ._fast import FastBuilders, canonical_set, slot_setters
 
 if TYPE_CHECKING:
     from typing import Self
@@ -529,11 +529,16 @@ class IfPresent(Caveat):
         ifs, else_ = body
         if type(else_) is not int or not 0 <= else_ <= 0xFFFF:
             return None
-        new = _new_if_present if cls is IfPresent else cls
-        if ifs is None:
-            return new(None, else_)  # type: ignore[return-value]
-        inner = canonical_set(ifs, builders, depth + 1)
-        return None if inner is None else new(inner, else_)  # type: ignore[return-value]
+        if ifs is not None:
+            ifs = canonical_set(ifs, builders, depth + 1)
+            if ifs is None:
+                return None
+        if cls is not IfPresent:
+            return cls(ifs, else_)
+        obj = object.__new__(cls)
+        _set_ifs(obj, ifs)
+        _set_else(obj, else_)
+        return obj
 
     @classmethod
     def from_wire(cls, raw: bytes, registry: Registry, depth: int) -> Self:
@@ -568,7 +573,7 @@ class IfPresent(Caveat):
         )
 
 
-_new_if_present = fast_new(IfPresent, "ifs", "else_")
+_set_ifs, _set_else = slot_setters(IfPresent, "ifs", "else_")
 
 
 # Reading an access's attributes, for the Fly.io caveats (flyio.py, fly_resources.py).
