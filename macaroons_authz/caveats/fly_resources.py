@@ -65,6 +65,20 @@ class _ResourceSetCaveat(Caveat):
 
     def prohibits(self, access: Access) -> UnauthorizedError | None:
         """The access's resource must be in the set with its action allowed (spec 9.2)."""
+        rs = getattr(self, self._json_key)
+        try:
+            resource = getattr(access, self._access_attr)
+            action = access.action  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+        else:
+            # When the set allows the access, ResourceSet.prohibits answers
+            # with this one lookup; any other case asks it, for its error.
+            index = None if rs is None or type(action) is not int else rs._index
+            if index is not None and (type(resource) is int or type(resource) is str):
+                perm = index.get(resource)
+                if perm is not None and action & perm == action:
+                    return None
         resource = getattr(access, self._access_attr, _MISSING)
         if resource is _MISSING:
             missing: UnauthorizedError = _attr(access, self._access_attr, self)
@@ -77,7 +91,6 @@ class _ResourceSetCaveat(Caveat):
             action = access_action(access, self)
             if isinstance(action, UnauthorizedError):
                 return action
-        rs = getattr(self, self._json_key)
         if rs is None:
             rs = _EMPTY
         result: UnauthorizedError | None = rs.prohibits(resource, action, self._kind, self)
