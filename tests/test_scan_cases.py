@@ -262,6 +262,10 @@ def test_windows_and_shell_continuations(cont: str, indent: str) -> None:
 def test_wrapped_lines_are_joined_only_into_a_token() -> None:
     # A complete token is not extended by the next line's words...
     assert kinds(f"{PERM}\nreturn value\n") == [("token", tid(PERM))]
+    # Nor by an indented one; what follows on it is scanned on its own.
+    text = f"  t: {PERM}\n    return value, {PADDED}\n"
+    got = [(f.line, f.column, f.kind, f.token_id) for f in find_tokens(text)]
+    assert got == [(1, 6, "token", tid(PERM)), (2, 19, "token", tid(PADDED))]
     # ...and a malformed first line is reported as it stands.
     junk = "fm2_" + base64.b64encode(bytes(range(40))).decode().rstrip("=")
     assert kinds(f"{junk}\n  moreBase64Text\n") == [("malformed", TokenId(None, None, fp(junk)))]

@@ -161,8 +161,8 @@ _B64_SCHEME = "Rmx5VjEg"
 # Each encoding starts with "Z", rare in text (0.01-0.04% of source and
 # documentation): str.find jumps from one "Z" to the next with memchr, many
 # times faster than a regular expression's character-by-character search.
-# Where "Z"s are denser than one in _SPARSE characters, the regular
-# expression scans instead, so a text of "Z"s costs no more than one pass.
+# Where "Z"s are denser than one in _SPARSE characters (a Python step per
+# "Z" would cost more), the regular expression scans the rest instead.
 _BATCH = 64
 _SPARSE = 256
 
