@@ -319,6 +319,19 @@ def test_base64_wrapped_values_after_many_zs(filler: str) -> None:
     ]
 
 
+@pytest.mark.parametrize("header", [f"FlyV1 {PERM}", f"flyv1 {PADDED}", PADDED])
+def test_a_base64_wrapped_value_cut_by_a_chunk_boundary(tmp_path: Path, header: str) -> None:
+    # The first read is 8 KiB: a value starting just before that boundary
+    # has its encoded scheme and label cut at every place.
+    value = base64.b64encode(header.encode()).decode()
+    path = tmp_path / "secret.yaml"
+    for pad in range(8192 - 20, 8192):
+        text = "#" * (pad - 7) + "\ndata: " + value + "\n"
+        path.write_text(text)
+        found = [(f.line, f.column, f.token_id) for f in scan_paths(path, chunk_size=4096)]
+        assert found[:1] == [(2, 7, tid(header.split()[-1]))], pad
+
+
 def test_base64_that_does_not_decode_to_text_is_left_alone() -> None:
     # "Zm0yX" starts a value that is not UTF-8 / not base64: nothing reported.
     assert kinds("data: Zm0yX" + "w" * 7 + "\x00 Zm0yX!!\n") == []

@@ -66,7 +66,10 @@ _MIN_SUSPICIOUS_LENGTH = 32
 _MIN_DISTINCT = 12
 _LOOKBEHIND = 96
 _MARGIN = 512  # > the longest fixed-size look-ahead below (joins, bundle links)
-_CARRY_LABEL = 4  # a label cut by the buffer's end is at most this long
+# What a buffer's end may cut and the next buffer must see whole: a label
+# (at most 4 characters before the cut), or the start of a base64-wrapped
+# value, "Rmx5VjEg" ("FlyV1 ") and a label's encoding (at most 14).
+_CARRY = 15
 _LONGEST_ESCAPE = 8  # a run that stops this far from the buffer's end has ended
 
 _OAUTH_RUN_RE = re.compile(r"[A-Za-z0-9_-]*")
@@ -556,7 +559,7 @@ def _scan(
         if final:
             return
         if keep_from < 0:
-            keep_from = max(pos, size - _CARRY_LABEL) if st.skipping is None else size
+            keep_from = max(pos, size - _CARRY) if st.skipping is None else size
             need = 0
         else:
             need = size - keep_from
