@@ -3,8 +3,8 @@
 A token is decoded by the first path that applies:
 
 * *Known*: the token is in the canonical layout and its caveat set is in
-  the registry's memo, marked as canonical: it is read by slicing, without
-  unpacking (:func:`decode_known`).
+  the registry's memo (from its second sighting on), marked as canonical:
+  it is read by slicing, without unpacking (:func:`decode_known`).
 * *Fast*: one C-level ``msgpack`` unpack of the whole token, then each
   caveat body that is already canonical is built by its class's
   ``from_canonical``, which checks the body's shape once; its MAC input is
@@ -137,11 +137,12 @@ def decode_token_caveats(
     set's wire bytes *raw*, when the caller has them, or else its plain
     re-encoding) to its caveats and their canonical encodings. Decoding
     depends only on the first value of those bytes, so equal keys always
-    give equal results. A token's whole set is looked up first (a token
-    seen again costs one lookup). On a miss each caveat whose body is
+    give equal results. A set is remembered from its second sighting on
+    (see ``_remember``). A token's whole set is looked up first (a set
+    seen before costs one lookup). On a miss each caveat whose body is
     canonical is built directly (see the module docstring); any other is
     decoded by the general path and remembered alone, as a one-caveat set,
-    which spares decoding it again in the next token of the same recipe.
+    which spares decoding it again in later tokens of the same recipe.
 
     Raises:
         NeedsRawBytes: the set holds an unregistered caveat.
@@ -152,8 +153,9 @@ def decode_token_caveats(
     pack = _msgpack.packer()
     whole = pack(items) if raw is None else raw
     hit = memo.get(whole)
-    if hit is not None:
+    if hit is not None and hit is not _SEEN_ONCE:
         return hit[0], hit[1]
+    seen = hit is not None
     builders: FastBuilders = getattr(registry, "fast_builders", _NO_BUILDERS)
     caveats: list[Caveat] = []
     packs: list[bytes] = []
@@ -168,28 +170,40 @@ def decode_token_caveats(
         one = [number, body]
         key = pack(one) if n > 2 else whole
         hit = memo.get(key)
-        if hit is None:
+        if hit is None or hit is _SEEN_ONCE:
             (caveat,) = decode_set_value(one, registry)
             caveats.append(caveat)
             packs.append(caveat.packed())
-            _remember(memo, key, (caveat,), (packs[-1],))
+            _remember(memo, key, hit is not None, (caveat,), (packs[-1],))
         else:
             caveats.extend(hit[0])
             packs.extend(hit[1])
     result = tuple(caveats), tuple(packs)
-    _remember(memo, whole, *result)
+    _remember(memo, whole, seen, *result)
     return result
 
 
+#: The memo's entry for a set seen once: its key alone, which no path uses.
+_SEEN_ONCE: MemoEntry = ((), (), False)
+
+
 def _remember(
-    memo: dict[bytes, MemoEntry], key: bytes, caveats: tuple[Caveat, ...], packs: tuple[bytes, ...]
+    memo: dict[bytes, MemoEntry],
+    key: bytes,
+    seen: bool,
+    caveats: tuple[Caveat, ...],
+    packs: tuple[bytes, ...],
 ) -> None:
+    # A set is remembered when it is seen a second time: most sets of a
+    # service that meets many tokens are never seen again, and keeping
+    # their caveats alive in the memo cost the garbage collector more than
+    # decoding a set twice (10k instructions a token of 5 caveats).
     if len(key) <= MEMO_MAX_KEY:
         if len(memo) >= MEMO_ENTRIES:
             memo.clear()
         # Whether the key is exactly the set's canonical encoding is found
-        # on the first hit (see _known): most sets are never seen again.
-        memo[key] = caveats, packs, None
+        # on the first hit (see _known).
+        memo[key] = (caveats, packs, None) if seen else _SEEN_ONCE
 
 
 def set_bytes(data: bytes, nonce_packed: bytes, location: str) -> bytes | None:
@@ -274,13 +288,7 @@ def _known(
     key: bytes,
 ) -> Macaroon | None:
     hit = memo.get(key)
-    if hit is None:
-        return None
-    exact = hit[2]
-    if exact is None:
-        exact = key == pack_set(hit[1], len(hit[1]))
-        memo[key] = hit[0], hit[1], exact
-    if not exact:
+    if hit is None or not (hit[2] or (hit[2] is None and _mark_exact(memo, key, hit))):
         return None
     rnd_at, at, set_at, tail_at = layout
     return cls._from_canonical(
@@ -292,6 +300,14 @@ def _known(
         hit[1],
         data[tail_at + 2 :],
     )
+
+
+def _mark_exact(memo: dict[bytes, MemoEntry], key: bytes, hit: MemoEntry) -> bool:
+    # Marks the entry on its first hit with whether *key* is exactly the
+    # set's canonical encoding (see _remember).
+    exact = key == pack_set(hit[1], len(hit[1]))
+    memo[key] = hit[0], hit[1], exact
+    return exact
 
 
 def nonce_kid(data: bytes) -> bytes | None:

@@ -44,6 +44,7 @@ from macaroons_authz import (
     ValidityWindow,
     VerificationError,
     Volumes,
+    _decode,
     _msgpack,
     discharge_ticket,
     new_encryption_key,
@@ -144,8 +145,10 @@ def _agree(data: bytes) -> Any:
     general = _outcome(data, GENERAL)
     DEFAULT_REGISTRY.memo.clear()
     first = _outcome(data, DEFAULT_REGISTRY)  # the fast path: caveats seen for the first time
+    second = _outcome(data, DEFAULT_REGISTRY)  # seen again: now remembered
     again = _outcome(data, DEFAULT_REGISTRY)  # from the memo (by slicing, when canonical)
     assert first == general
+    assert second == general
     assert again == general
     return general
 
@@ -262,6 +265,23 @@ def test_canonical_bodies_of_every_fast_type_take_the_fast_path() -> None:
     assert list(decoded.unsafe_caveats) == cavs
     assert len(DEFAULT_REGISTRY.memo) == 1  # the token's set, nothing alone
     assert _agree(data)[4] == data
+
+
+def test_a_set_is_remembered_from_its_second_sighting() -> None:
+    # The first sighting leaves the key alone, holding no caveat: unique
+    # tokens keep nothing alive for the garbage collector to walk.
+    data = _mint([Organization(1, 31), Apps({7: 1}), Mutations(["deleteApp"])])
+    memo = DEFAULT_REGISTRY.memo
+    memo.clear()
+    first = Macaroon.decode(data)
+    assert [entry[:2] for entry in memo.values()] == [((), ())] * 2  # Mutations alone; the set
+    assert _decode.decode_known(Macaroon, data, memo) is None
+    second = Macaroon.decode(data)
+    known = _decode.decode_known(Macaroon, data, memo)
+    assert known is not None
+    assert known.unsafe_caveats == second.unsafe_caveats == first.unsafe_caveats
+    assert known._packs() == first._packs()
+    assert [len(entry[0]) for entry in memo.values()] == [1, 3]
 
 
 @pytest.mark.parametrize(
