@@ -28,7 +28,7 @@ from ._base import (
     string,
     struct,
 )
-from ._fast import FastBuilders, slot_setters
+from ._fast import FastBuilders, new_object, slot_setters
 
 if TYPE_CHECKING:
     from typing import Self
@@ -110,7 +110,7 @@ class ValidityWindow(Caveat):
                 if cls is not ValidityWindow:
                     return cls(not_before, not_after)
                 # Checked here as the validators would: build without running them.
-                obj = object.__new__(cls)
+                obj = new_object(cls)
                 _set_not_before(obj, not_before)
                 _set_not_after(obj, not_after)
                 return obj

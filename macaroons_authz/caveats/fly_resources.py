@@ -14,7 +14,7 @@ import attrs
 
 from ..errors import UnauthorizedError
 from ._base import Caveat, Registry, json_object, struct
-from ._fast import FastBuilders, slot_setters
+from ._fast import FastBuilders, new_object, slot_setters
 from .resset import (
     _MISSING,
     Prefix,
@@ -133,7 +133,7 @@ class _ResourceSetCaveat(Caveat):
         set_resources = _SET_RESOURCES.get(cls)
         if set_resources is None:  # a subclass: its own checks run
             return cls(value)  # type: ignore[call-arg]
-        obj = object.__new__(cls)
+        obj = new_object(cls)
         set_resources(obj, value)
         return obj
 

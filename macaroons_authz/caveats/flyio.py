@@ -36,7 +36,7 @@ from ._base import (
     struct,
     uint,
 )
-from ._fast import FastBuilders, slot_setters
+from ._fast import FastBuilders, new_object, slot_setters
 from .fly_resources import (
     AppFeatureSet,
     Apps,
@@ -178,7 +178,7 @@ class Organization(Caveat):
             if type(org) is int and org >= 0 and type(mask) is int and 0 <= mask <= 0xFFFF:
                 if cls is not Organization:
                     return cls(org, mask)
-                obj = object.__new__(cls)
+                obj = new_object(cls)
                 _set_org_id(obj, org)
                 _set_org_mask(obj, mask)
                 return obj

@@ -33,7 +33,7 @@ from ._base import (
     struct,
     uint,
 )
-from ._fast import FastBuilders, canonical_set, slot_setters
+from ._fast import FastBuilders, canonical_set, new_object, slot_setters
 
 if TYPE_CHECKING:
     from typing import Self
@@ -350,7 +350,7 @@ class ResourceSet(Generic[K]):
                 previous = key
         else:
             return None
-        rs = object.__new__(cls)
+        rs = new_object(cls)
         _set_entries(rs, entries)
         # A wildcard (0 or "") sorts first; then there is no index.
         _set_index(rs, value if not entries or entries[0][0] else None)
@@ -535,7 +535,7 @@ class IfPresent(Caveat):
                 return None
         if cls is not IfPresent:
             return cls(ifs, else_)
-        obj = object.__new__(cls)
+        obj = new_object(cls)
         _set_ifs(obj, ifs)
         _set_else(obj, else_)
         return obj
