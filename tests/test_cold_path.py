@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 
 from macaroons_authz import (
     DEFAULT_REGISTRY,
+    Action,
     ActionCaveat,
     AppFeatureSet,
     Apps,
@@ -40,6 +42,7 @@ from macaroons_authz import (
     Machines,
     Mutations,
     Organization,
+    ResourceSet,
     StorageObjects,
     ValidityWindow,
     VerificationError,
@@ -365,3 +368,38 @@ def test_third_party_tickets_reads_only_the_discharges_nonce() -> None:
     assert root.third_party_tickets(b"\x91" + data[1:nonce_end]) == {}
     for not_a_nonce in (b"", b"\x90", b"\x94\xc1", b"\xc4\x01x", data[: nonce_end - 1]):
         assert root.third_party_tickets(not_a_nonce) == {"https://tp": [ticket]}
+
+
+resource_caveats = st.one_of(
+    st.builds(Apps, int_sets),
+    st.builds(Machines, str_sets),
+    st.builds(FeatureSet, str_sets),
+    st.builds(StorageObjects, st.dictionaries(str_ids.map(Prefix), mask, max_size=3)),
+)
+
+
+class _Access:
+    """An access holding exactly the given attributes."""
+
+    def __init__(self, **attributes: Any) -> None:
+        self.__dict__.update(attributes)
+
+
+@settings(max_examples=400, deadline=None)
+@given(resource_caveats, st.data())
+def test_resource_caveats_allow_exactly_what_a_scan_of_their_set_allows(
+    cav: Any, data: st.DataObject
+) -> None:
+    # A resource-set caveat answers an allowed access with one index
+    # look-up; every answer must be the one a scan of the set gives.
+    rs = cav.resources or ResourceSet(())
+    keys = [k for k, _ in rs.entries]
+    resource = data.draw(
+        st.one_of(st.sampled_from(keys or [None]), st.none(), int_ids, str_ids, st.just(True))
+    )
+    action = data.draw(mask | st.sampled_from(list(Action)))
+    scan = attrs.evolve(rs)
+    object.__setattr__(scan, "_index", None)
+    expected = scan.prohibits(resource, action, cav._kind, cav)
+    got = cav.prohibits(_Access(**{cav._access_attr: resource, "action": action}))
+    assert (type(got), str(got)) == (type(expected), str(expected))
