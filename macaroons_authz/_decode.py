@@ -159,8 +159,9 @@ def decode_token_caveats(
     builders: FastBuilders = getattr(registry, "fast_builders", _NO_BUILDERS)
     caveats: list[Caveat] = []
     packs: list[bytes] = []
-    pairs = iter(items)
-    for number, body in zip(pairs, pairs, strict=False):  # pairs: an even length, checked
+    for i in range(0, n, 2):
+        number = items[i]
+        body = items[i + 1]
         build = builders.get(number) if type(number) is int else None
         caveat = None if build is None else build(body, builders, 0)
         if caveat is not None:
