@@ -19,10 +19,10 @@ from typing import TextIO
 import attrs
 
 from . import crypto
+from ._gojson import go_json
 from ._inspect import caveat_json, printable
 from ._verification import verification_run
 from .access import FlyAccess
-from .caveats._base import go_json
 from .caveats.caveat_set import CaveatSet
 from .decision import _matched
 from .errors import UnauthorizedError, VerificationError

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple, TextIO
 
 from . import _msgpack
-from .caveats._base import Caveat, UnregisteredCaveat, go_json, unb64
+from ._gojson import go_json, unb64
+from .caveats._base import Caveat, UnregisteredCaveat
 from .caveats.core import Caveat3P, ValidityWindow
 from .errors import DecodeError
 from .leaks.scanner import _scan

@@ -14,7 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from .caveats._base import go_text, is_finite_time, load_json, non_finite_time
+from ._gojson import go_text, load_json
+from .caveats._base import is_finite_time, non_finite_time
 from .caveats.flyio import Role
 from .caveats.resset import Action, action_letters, parse_action_letters
 from .errors import (

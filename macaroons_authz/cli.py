@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
 from . import __version__, _cli_fly, _cli_verify, crypto
+from ._gojson import go_json
 from ._inspect import describe, printable, read_members, utc, write_text
 from .access import FlyAccess
-from .caveats._base import go_json
 from .caveats.caveat_set import CaveatSet
 from .caveats.resset import Action
 from .errors import DecodeError, MacaroonError, UnauthorizedError

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from .caveats._base import unb64
+from ._gojson import unb64
 from .caveats.registry import CaveatRegistry
 from .errors import DecodeError
 from .macaroon import Macaroon

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from . import _decode, _msgpack, crypto
 from ._decode import MAX_TOKEN_SIZE as MAX_TOKEN_SIZE
+from ._gojson import go_json
 from ._verification import (
     MAX_VERIFY_MACS,
     RUN,
@@ -39,7 +40,6 @@ from .caveats._base import (
     UnregisteredCaveat,
     decode_set_bytes,
     decode_set_value,
-    go_json,
     pack_set,
 )
 from .caveats.caveat_set import CaveatSet

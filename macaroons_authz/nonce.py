@@ -12,7 +12,8 @@ from typing import Any
 import attrs
 
 from . import _msgpack
-from .caveats._base import blob, load_json, unb64
+from ._gojson import load_json, unb64
+from .caveats._base import blob
 from .errors import DecodeError
 
 __all__ = ["Nonce"]

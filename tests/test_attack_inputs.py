@@ -40,7 +40,8 @@ from macaroons_authz import (
     ValidityWindow,
     to_header,
 )
-from macaroons_authz.caveats._base import MAX_JSON_DEPTH, UNREGISTERED_TYPE
+from macaroons_authz._gojson import MAX_JSON_DEPTH
+from macaroons_authz.caveats._base import UNREGISTERED_TYPE
 from macaroons_authz.cli import main
 
 T0 = 1_700_000_000

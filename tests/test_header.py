@@ -27,7 +27,8 @@ from macaroons_authz import (
     parse_permission_and_discharge_tokens,
     to_header,
 )
-from macaroons_authz.caveats._base import json_blob, unb64
+from macaroons_authz._gojson import unb64
+from macaroons_authz.caveats._base import json_blob
 from macaroons_authz.header import strip_scheme
 
 LOC = "https://api.example/v1"

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .. import _msgpack
+from .._gojson import go_json, load_json
 from ..errors import UnauthorizedError
 from ._base import (
     Caveat,
@@ -14,8 +15,6 @@ from ._base import (
     caveats_to_json,
     decode_set_bytes,
     decode_set_value,
-    go_json,
-    load_json,
     pack_set,
 )
 from .registry import DEFAULT_REGISTRY, CaveatRegistry

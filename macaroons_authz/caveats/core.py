@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .. import _msgpack, crypto
+from .._gojson import b64
 from ..crypto import KEY_SIZE, check_key
 from ..errors import BadCaveatError, InvalidAccessError, UnauthorizedError
 from ._base import (
@@ -14,7 +15,6 @@ from ._base import (
     THIRD_PARTY,
     Caveat,
     Registry,
-    b64,
     blob,
     int64,
     int64_field,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import attrs
 
 from .. import _msgpack
+from .._gojson import go_text
 from ..errors import (
     BadCaveatError,
     DecodeError,
@@ -25,7 +26,6 @@ from ._base import (
     caveats_to_json,
     decode_set_bytes,
     decode_set_value,
-    go_text,
     json_object,
     opt_tuple,
     pack_set,

@@ -47,7 +47,7 @@ from typing import Any
 
 import attrs
 
-from ..caveats._base import unb64
+from .._gojson import unb64
 from ..caveats.caveat_set import CaveatSet
 from ..caveats.registry import CaveatRegistry
 from ..caveats.resset import action_letters

@@ -12,7 +12,7 @@ import binascii
 import re
 
 from .. import _msgpack
-from ..caveats._base import unb64
+from .._gojson import unb64
 
 __all__: list[str] = []
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .. import crypto
-from ..caveats._base import load_json
+from .._gojson import load_json
 from ..errors import DecodeError, VerificationError
 from ..macaroon import Macaroon
 from .scanner import TokenId, _scan, _sha256_hex

@@ -18,7 +18,7 @@ from typing import Any, Final, Literal, NamedTuple
 
 import attrs
 
-from ..caveats._base import unb64
+from .._gojson import unb64
 from ..macaroon import Macaroon
 from ..nonce import Nonce
 from .decoders import B64_VALUE_RE as _B64_VALUE_RE

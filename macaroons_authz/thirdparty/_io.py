@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from ..caveats._base import unb64
+from .._gojson import unb64
 
 _DIGITS = re.compile(r"[0-9]+")
 
