@@ -1,5 +1,8 @@
 """Verification's bookkeeping: the HMAC budget, checked discharges, binding ids, tickets.
 
+Also which caveats verification keeps as they are (ordinary ones) and
+which hold an attestation, which it may not.
+
 Kept apart from :mod:`~macaroons_authz.macaroon` so that what bounds the
 work of verifying a header (see ``docs/security.rst``, "Verification cost
 is linear in the header") reads in one place.
@@ -13,8 +16,10 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from . import _msgpack, crypto
-from .caveats._base import Caveat, blob
+from .caveats._base import ORDINARY, Caveat, blob
 from .caveats.core import Caveat3P
+from .caveats.registry import DEFAULT_REGISTRY
+from .caveats.resset import IfPresent
 from .errors import DecodeError, VerificationCostError, VerificationError
 
 if TYPE_CHECKING:
@@ -32,6 +37,30 @@ TrustedThirdParties = Mapping[str, Sequence[bytes]]
 #: discharges than a header holds, or discharges checked under many keys
 #: (see docs/security.rst).
 MAX_VERIFY_MACS = 2**19
+
+
+#: Built-in caveat classes that verification keeps as they are: not
+#: third-party, binding or attestation caveats, nor ``IfPresent``, which may
+#: hold an attestation. A token of only these is sorted by set look-ups.
+_ORDINARY_TYPES = frozenset(
+    cls
+    for cls in map(DEFAULT_REGISTRY.lookup, range(32))
+    if cls is not None
+    and cls.verification_role == ORDINARY
+    and not cls.attestation
+    and cls is not IfPresent
+)
+
+
+def _holds_attestation(cav: Caveat) -> bool:
+    """Whether *cav* is an attestation or holds one, at any depth of ``IfPresent``."""
+    if cav.attestation:
+        return True
+    if type(cav) is IfPresent:
+        for c in cav.ifs or ():
+            if type(c) not in _ORDINARY_TYPES and _holds_attestation(c):
+                return True
+    return False
 
 
 class _Run:

@@ -19,10 +19,12 @@ from . import _decode, _msgpack, crypto
 from ._decode import MAX_TOKEN_SIZE as MAX_TOKEN_SIZE
 from ._gojson import go_json
 from ._verification import (
+    _ORDINARY_TYPES,
     MAX_VERIFY_MACS,
     RUN,
     _BindingIds,
     _distinct_by_ticket,
+    _holds_attestation,
     _Run,
     _ticket_fields,
     _verify_3p,
@@ -33,7 +35,6 @@ from ._verification import TrustedThirdParties as TrustedThirdParties
 from ._verification import verification_run as verification_run
 from .caveats._base import (
     MAX_CAVEATS,
-    ORDINARY,
     THIRD_PARTY,
     Caveat,
     NeedsRawBytes,
@@ -53,19 +54,6 @@ __all__ = ["MAX_TOKEN_SIZE", "MAX_VERIFY_MACS", "Macaroon", "discharge_ticket"]
 
 _RND_SIZE = 16
 _BINDING_ID_SIZE = 16
-
-
-#: Built-in caveat classes that verification keeps as they are: not
-#: third-party, binding or attestation caveats, nor ``IfPresent``, which may
-#: hold an attestation. A token of only these is sorted by set look-ups.
-_ORDINARY_TYPES = frozenset(
-    cls
-    for cls in map(DEFAULT_REGISTRY.lookup, range(32))
-    if cls is not None
-    and cls.verification_role == ORDINARY
-    and not cls.attestation
-    and cls is not IfPresent
-)
 
 
 class Macaroon:
@@ -572,17 +560,6 @@ def _check_decodable(cav: Caveat, packed: bytes) -> None:
         CaveatSet.decode(packed)
     except DecodeError as exc:
         raise AttenuationError(f"the token would not decode: {exc}") from None
-
-
-def _holds_attestation(cav: Caveat) -> bool:
-    """Whether *cav* is an attestation or holds one, at any depth of ``IfPresent``."""
-    if cav.attestation:
-        return True
-    if type(cav) is IfPresent:
-        for c in cav.ifs or ():
-            if type(c) not in _ORDINARY_TYPES and _holds_attestation(c):
-                return True
-    return False
 
 
 def _as_macaroon(token: Macaroon | bytes, registry: CaveatRegistry | None) -> Macaroon:
