@@ -252,14 +252,12 @@ def _verify_token(
         root_key = several.keys[kid]
     else:
         root_key = several.keys[kid] = yield kid
-    if root_key is None:
-        raise VerificationError(f"unknown KID {kid.hex()}")
     if several is None:
-        caveats = token.verify(root_key, discharges, policy.trusted_3ps)
+        caveats = _verified(policy, token, discharges, kid, root_key)
     else:
         previous = RUN.set(several.run)
         try:
-            caveats = token.verify(root_key, discharges, policy.trusted_3ps)
+            caveats = _verified(policy, token, discharges, kid, root_key)
         finally:
             RUN.reset(previous)
     if not (identify or cache is not None):
@@ -268,6 +266,19 @@ def _verify_token(
     if cache is not None:
         cache.put(key, caveats, ids, stamp=stamp, header=header, size=size, token=verified)
     return caveats, verified
+
+
+def _verified(
+    policy: Policy,
+    token: Macaroon,
+    discharges: Sequence[Macaroon],
+    kid: bytes,
+    root_key: bytes | None,
+) -> CaveatSet:
+    """The trusted caveats of *token*, the keyring having answered *root_key* for *kid*."""
+    if root_key is None:
+        raise VerificationError(f"unknown KID {kid.hex()}")
+    return token.verify(root_key, discharges, policy.trusted_3ps)
 
 
 #: Token ids of verified tokens by their nonce's KID and random bytes:
@@ -325,10 +336,7 @@ def decide(policy: Policy, header: str, access: Access | None, *, identify: bool
         # which spares a nested generator (a tenth of a one-caveat check).
         token = permissions[0]
         kid = token._kid or b""
-        root_key = yield kid
-        if root_key is None:
-            raise VerificationError(f"unknown KID {kid.hex()}")
-        caveats = token.verify(root_key, others, policy.trusted_3ps)
+        caveats = _verified(policy, token, others, kid, (yield kid))
         if access is not None:
             caveats.validate(access)
         return caveats, None

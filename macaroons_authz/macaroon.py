@@ -518,17 +518,18 @@ class Macaroon:
 
         Its operations are counted in *run*, if given.
         """
-        packs = self._packs()
-        if run is not None:
-            run.spend(len(packs) + 1 + self._proof)
-        return crypto.chain(key, (self._nonce_packed, *packs))
+        return crypto.chain(key, self._chain_input(run))
 
     def _chain_end(self, key: bytes, run: _Run | None = None) -> bytes:
         """The last of :meth:`_tails`, all that a token without third-party caveats needs."""
+        return crypto.chain_end(key, self._chain_input(run))
+
+    def _chain_input(self, run: _Run | None) -> tuple[bytes, ...]:
+        """The chain's messages (the nonce, then each caveat), counted in *run* if given."""
         packs = self._packs()
         if run is not None:
             run.spend(len(packs) + 1 + self._proof)
-        return crypto.chain_end(key, (self._nonce_packed, *packs))
+        return (self._nonce_packed, *packs)
 
     def _signed_by(self, end: bytes) -> bool:
         """Whether the chain ending in *end* (see :meth:`_tails`) ends in this token's tail."""
