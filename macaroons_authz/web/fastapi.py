@@ -23,7 +23,8 @@ middleware, and is made off the event loop in the same cases.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from http import HTTPStatus
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
@@ -36,10 +37,17 @@ from ..async_verifier import AsyncVerifier
 from ..verifier import Verifier
 from ._core import Authorized, Gate
 from ._frameworks import decide_async, gate_for
-from ._problem import Denial
+from ._problem import PROBLEM_JSON, Denial
 from .asgi import STATE_KEY, _may_block
 
-__all__ = ["SECURITY_SCHEME", "Refused", "install", "problem_response", "require"]
+__all__ = [
+    "REFUSAL_RESPONSES",
+    "SECURITY_SCHEME",
+    "Refused",
+    "install",
+    "problem_response",
+    "require",
+]
 
 #: How every route that depends on :func:`require` shows in the OpenAPI
 #: schema: an ``apiKey`` security scheme named ``FlyV1``, in the
@@ -51,6 +59,80 @@ SECURITY_SCHEME = APIKeyHeader(
     description="A macaroon token: `FlyV1 fm2_…` (or `Bearer fm2_…`).",
     auto_error=False,
 )
+
+
+def _refusal(
+    status: HTTPStatus,
+    description: str,
+    headers: dict[str, Any] | None = None,
+    **members: dict[str, Any],
+) -> dict[str, Any]:
+    """The OpenAPI response of one refusal: its problem document and its headers."""
+    # The members _problem writes, every one always, and nothing else.
+    properties = {
+        "type": {"type": "string", "const": "about:blank"},
+        "title": {"type": "string", "const": status.phrase},
+        "status": {"type": "integer", "const": int(status)},
+        "detail": {"type": "string"},
+        **members,
+    }
+    schema = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": schema}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+#: The refusals of :func:`require` for the OpenAPI schema, which cannot
+#: learn them from a dependency: pass it as ``responses=REFUSAL_RESPONSES``
+#: to a route (``@app.get(...)``), an ``APIRouter`` or the ``FastAPI`` app.
+#: It documents the 401, 403 and 503 ``application/problem+json`` documents
+#: (RFC 9457) as :func:`install` sends them, and their ``WWW-Authenticate``
+#: (401) and ``Retry-After`` (503) headers. Extend a copy
+#: (``{**REFUSAL_RESPONSES, 404: {...}}``) rather than this mapping.
+REFUSAL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _refusal(
+        HTTPStatus.UNAUTHORIZED,
+        "No valid token: none, several, or one that is malformed, forged, revoked"
+        " or of an unknown key. Every 401 is the same response.",
+        {
+            "WWW-Authenticate": {
+                "description": "The scheme to authenticate with.",
+                "required": True,
+                "schema": {"type": "string", "const": "FlyV1"},
+            }
+        },
+    ),
+    403: _refusal(
+        HTTPStatus.FORBIDDEN,
+        "The token is authentic but does not allow this request.",
+        failed_caveats={
+            "description": "The kinds of caveat that refused the request"
+            " (their type names, such as `Apps`), each once.",
+            "type": "array",
+            "items": {"type": "string"},
+        },
+    ),
+    503: _refusal(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "A keyring or revocation store could not be read, so nothing is allowed.",
+        {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again.",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        },
+    ),
+}
 
 _EXTRA_HEADERS = frozenset({"Content-Type", "Content-Length"})
 
@@ -99,7 +181,8 @@ def require(
     said no token is needed), also left in ``request.state.macaroons_authz``.
     A refused request raises :class:`Refused`, answered with the gate's
     401, 403 or 503 response once :func:`install` has been called. Routes
-    using it show ``SECURITY_SCHEME`` in the OpenAPI schema. HTTP
+    using it show ``SECURITY_SCHEME`` in the OpenAPI schema; declare
+    ``responses=REFUSAL_RESPONSES`` on them to show the refusals too. HTTP
     routes only: protect websockets with
     :class:`~macaroons_authz.web.ASGIMiddleware`.
 
