@@ -14,6 +14,7 @@ import collections
 import datetime
 import ipaddress
 import json
+import re
 import socket
 import ssl
 import threading
@@ -117,6 +118,8 @@ class Issuer(ThreadingHTTPServer):
         self.keys: list[tuple[str, rsa.RSAPrivateKey]] = []
         self.cache_control: str | None = "max-age=3600"
         self.age: str | None = None
+        self.discovery_cache_control: str | None = None
+        self.jwks_path = "/jwks"  # where the discovery document says the keys are
         self.routes: dict[str, Route] = {}
         self.closing = threading.Event()
 
@@ -143,8 +146,10 @@ class Handler(BaseHTTPRequestHandler):
         if route is not None:
             route(self)
         elif self.path == DISCOVERY:
-            self.send_json({"issuer": srv.issuer, "jwks_uri": srv.issuer + "/jwks"})
-        elif self.path == "/jwks":
+            cache = srv.discovery_cache_control
+            headers = {} if cache is None else {"Cache-Control": cache}
+            self.send_json({"issuer": srv.issuer, "jwks_uri": srv.issuer + srv.jwks_path}, headers)
+        elif self.path in ("/jwks", srv.jwks_path):
             self.send_jwks()
         else:
             self.send_error(404)
@@ -654,6 +659,142 @@ def test_an_issuer_must_be_an_https_url(issuer: Any, message: str) -> None:
 def test_bad_figures_are_refused(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         JWKSProvider("https://accounts.google.com", **options)
+
+
+# -- the remembered jwks_uri -------------------------------------------------
+
+
+def test_refreshes_within_the_discovery_documents_max_age_fetch_only_the_key_set(
+    idp: Issuer, make: Callable[..., JWKSProvider], clock: Clock, k1: Any, k2: Any
+) -> None:
+    idp.discovery_cache_control = "max-age=600"
+    keys = make()
+    assert verify(id_token(k1, "k1", idp.issuer), keys, idp.issuer) == WHO
+    assert (idp.count(DISCOVERY), idp.count("/jwks")) == (1, 1)
+    idp.keys = [("k1", k1), ("k2", k2)]  # a key rotation
+    clock.t += 30
+    assert verify(id_token(k2, "k2", idp.issuer), keys, idp.issuer) == WHO
+    assert (idp.count(DISCOVERY), idp.count("/jwks")) == (1, 2)
+    clock.t += 30
+    with pytest.raises(UnknownSigningKeyError):
+        verify(id_token(k2, "k3", idp.issuer), keys, idp.issuer)
+    assert (idp.count(DISCOVERY), idp.count("/jwks")) == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "fresh"),
+    [
+        ("max-age=120", 120),
+        ("public, max-age=300", 300),
+        ("max-age=5", 60),  # raised to min_max_age
+        ("no-cache", 60),
+        ("max-age=" + "9" * 40, 86400),  # lowered to max_max_age
+        (None, 3600),  # default_max_age
+    ],
+)
+def test_the_discovery_document_is_read_again_once_its_max_age_runs_out(
+    idp: Issuer,
+    make: Callable[..., JWKSProvider],
+    clock: Clock,
+    k1: Any,
+    k2: Any,
+    cache_control: str | None,
+    fresh: int,
+) -> None:
+    idp.discovery_cache_control = cache_control
+    keys = make(refetch_interval=0)
+    assert verify(id_token(k1, "k1", idp.issuer), keys, idp.issuer) == WHO
+    # The issuer moves its keys, rotated, to a new place; the old one still serves k1 alone.
+    idp.keys, idp.jwks_path = [("k1", k1), ("k2", k2)], "/keys/v2"
+    idp.routes["/jwks"] = lambda h: h.send_json({"keys": [jwk(k1, "k1")]})
+    rotated = id_token(k2, "k2", idp.issuer)
+    clock.t += fresh - 1
+    with pytest.raises(UnknownSigningKeyError):  # refetched from the remembered jwks_uri
+        verify(rotated, keys, idp.issuer)
+    assert [idp.count(p) for p in (DISCOVERY, "/jwks", "/keys/v2")] == [1, 2, 0]
+    clock.t += 1
+    assert verify(rotated, keys, idp.issuer) == WHO
+    assert [idp.count(p) for p in (DISCOVERY, "/jwks", "/keys/v2")] == [2, 2, 1]
+
+
+def _hang_up(handler: Handler) -> None:
+    handler.close_connection = True  # no response at all
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [lambda h: h.send_error(404), lambda h: h.send_json({"keys": "none"}), _hang_up],
+    ids=["404", "no key set", "hang-up"],
+)
+def test_a_key_set_uri_that_fails_is_discovered_again_once(
+    idp: Issuer, make: Callable[..., JWKSProvider], clock: Clock, k1: Any, k2: Any, failure: Route
+) -> None:
+    keys = make()
+    assert verify(id_token(k1, "k1", idp.issuer), keys, idp.issuer) == WHO
+    idp.keys, idp.jwks_path = [("k1", k1), ("k2", k2)], "/keys/v2"
+    idp.routes["/jwks"] = failure  # the issuer moved its keys
+    clock.t += 30
+    assert verify(id_token(k2, "k2", idp.issuer), keys, idp.issuer) == WHO
+    assert [idp.count(p) for p in (DISCOVERY, "/jwks", "/keys/v2")] == [2, 2, 1]
+    clock.t += 30  # the new jwks_uri is remembered
+    with pytest.raises(UnknownSigningKeyError):
+        verify(id_token(k2, "k3", idp.issuer), keys, idp.issuer)
+    assert [idp.count(p) for p in (DISCOVERY, "/jwks", "/keys/v2")] == [2, 2, 2]
+
+
+def test_a_rediscovery_naming_the_same_failing_uri_raises_the_first_error(
+    idp: Issuer, make: Callable[..., JWKSProvider], clock: Clock, k1: Any, k2: Any
+) -> None:
+    idp.cache_control = "max-age=60"
+    keys = make(max_staleness=0)
+    good = id_token(k1, "k1", idp.issuer)
+    assert verify(good, keys, idp.issuer) == WHO
+    idp.keys = [("k1", k1), ("k2", k2)]
+    clock.t = 1030
+    assert verify(id_token(k2, "k2", idp.issuer), keys, idp.issuer) == WHO  # fresh until 1090
+    assert (idp.count(DISCOVERY), idp.count("/jwks")) == (1, 2)
+    idp.routes["/jwks"] = lambda h: h.send_error(404)
+    clock.t = 1091
+    first = f"refetched: {idp.issuer}/jwks answered HTTP 404"
+    with pytest.raises(StaleKeySetError, match=re.escape(first) + "$"):
+        verify(good, keys, idp.issuer)
+    assert (idp.count(DISCOVERY), idp.count("/jwks")) == (2, 3)
+
+
+def test_a_failed_rediscovery_is_the_refreshs_failure(
+    idp: Issuer, make: Callable[..., JWKSProvider], clock: Clock, k1: Any
+) -> None:
+    idp.cache_control = "max-age=60"
+    keys = make(max_staleness=0)
+    good = id_token(k1, "k1", idp.issuer)
+    assert verify(good, keys, idp.issuer) == WHO
+    idp.routes["/jwks"] = lambda h: h.send_error(404)
+    idp.routes[DISCOVERY] = lambda h: h.send_json({"issuer": "https://accounts.google.com"})
+    clock.t += 61
+    refused = f"refetched: the discovery document of {idp.issuer} does not name it as the issuer"
+    with pytest.raises(StaleKeySetError, match=re.escape(refused) + "$"):
+        verify(good, keys, idp.issuer)
+    assert (idp.count(DISCOVERY), idp.count("/jwks")) == (2, 2)
+
+
+def test_a_key_set_fetch_that_uses_up_the_timeout_is_not_followed_by_a_rediscovery(
+    idp: Issuer, make: Callable[..., JWKSProvider], clock: Clock, k1: Any
+) -> None:
+    idp.cache_control = "max-age=60"
+    keys = make(timeout=10, max_staleness=0)
+    good = id_token(k1, "k1", idp.issuer)
+    assert verify(good, keys, idp.issuer) == WHO
+
+    def late(handler: Handler) -> None:
+        clock.t += 10  # the refresh's deadline passes while this answers
+        handler.send_jwks()
+
+    idp.routes["/jwks"] = late
+    clock.t += 61
+    timed_out = f"refetched: fetching {idp.issuer}/jwks timed out"
+    with pytest.raises(StaleKeySetError, match=re.escape(timed_out) + "$"):
+        verify(good, keys, idp.issuer)
+    assert (idp.count(DISCOVERY), idp.count("/jwks")) == (1, 2)
 
 
 # -- the API -----------------------------------------------------------------

@@ -3,7 +3,9 @@
 :class:`JWKSProvider` finds an issuer's keys as OpenID Connect Discovery
 says: it reads ``<issuer>/.well-known/openid-configuration``, checks that
 the document names the configured ``issuer``, and fetches the JSON Web Key
-Set at its ``jwks_uri``. Pass it to
+Set at its ``jwks_uri``. It remembers that ``jwks_uri`` and refreshes the
+keys from it directly, reading the discovery document again only when its
+max-age has run out or the key set could not be fetched there. Pass it to
 :func:`~macaroons_authz.verify_google_id_token` where the key set goes;
 :meth:`JWKSProvider.google` is the provider for Google's accounts.
 
@@ -12,18 +14,26 @@ The policy, each figure an argument of :class:`JWKSProvider`:
 * **HTTPS only**, verified against the system's CAs (or *ssl_context*).
   Plain ``http://127.0.0.1`` is accepted only with
   ``allow_http_loopback=True``, which exists for tests.
-* **Bounded fetches.** A refresh (discovery document, then key set) ends
-  within *timeout* seconds (10), whatever the server does; each response
-  body is at most *max_response* bytes (256 KiB).
+* **Bounded fetches.** A refresh (at most three requests: key set,
+  discovery document, key set at the ``jwks_uri`` newly named) ends within
+  *timeout* seconds (10), whatever the server does; each response body is
+  at most *max_response* bytes (256 KiB).
 * **Redirects** are followed only within one origin (scheme, host and
   port), at most :data:`MAX_REDIRECTS` times; a redirect to another host is
   refused, so keys only ever come from the hosts the issuer and its
   discovery document name.
-* **Caching.** Keys are fresh for the key set response's
-  ``Cache-Control: max-age`` less its ``Age``, bounded to
-  [*min_max_age*, *max_max_age*] (60 s, one day); ``no-store`` and
+* **Caching.** Two things are cached: the key set, and the ``jwks_uri``
+  of the last discovery document that passed the checks here. Each is fresh
+  for its response's ``Cache-Control: max-age`` less its ``Age``, bounded
+  to [*min_max_age*, *max_max_age*] (60 s, one day); ``no-store`` and
   ``no-cache`` count as the minimum, and a response without ``max-age`` as
-  *default_max_age* (one hour).
+  *default_max_age* (one hour). A refresh fetches the key set from the
+  remembered ``jwks_uri`` while the discovery document is fresh, and
+  otherwise reads the discovery document first. If the key set cannot be
+  fetched from the remembered ``jwks_uri`` (an HTTP error, the network, or
+  a body that is no key set), the refresh reads the discovery document
+  once more and, if it names another ``jwks_uri``, fetches the keys there;
+  if it names the same one, the first failure is the refresh's.
 * **Unknown key ids.** An id_token whose ``kid`` the fresh keys lack makes
   the provider refetch, since the issuer may have rotated a key in. Every
   fetch (for an unknown ``kid``, for expired keys, or again after a
@@ -240,7 +250,9 @@ class JWKSProvider:
         self._ssl_context = ssl_context or ssl.create_default_context()
         self._clock = clock
         self._loopback_http = allow_http_loopback
-        self._fetching = threading.Lock()  # one fetch at a time
+        self._fetching = threading.Lock()  # one fetch at a time; guards _discovered
+        # The jwks_uri of the last good discovery document, and when its max-age runs out.
+        self._discovered: tuple[str, float] | None = None
         self._lock = threading.Lock()  # guards the three fields below
         self._keys: _Keys | None = None
         self._last_attempt: float | None = None
@@ -345,8 +357,29 @@ class JWKSProvider:
     # -- fetching ----------------------------------------------------------
 
     def _fetch(self) -> _Keys:
+        """The key set, from the remembered ``jwks_uri`` while the discovery document is fresh.
+
+        Called with the fetch lock held, which guards ``_discovered``.
+        """
         deadline = _http.Deadline(self._clock() + self._timeout, self._clock)
-        _, body = self._get(self._discovery_url, deadline)
+        if self._discovered is None or self._clock() >= self._discovered[1]:
+            return self._key_set(self._discover(deadline), deadline)
+        remembered = self._discovered[0]
+        try:
+            return self._key_set(remembered, deadline)
+        except KeyFetchError as exc:
+            if deadline.remaining() <= 0:
+                raise
+            failed = exc
+        # The issuer may have moved its keys: discover once more, within the same deadline.
+        jwks_uri = self._discover(deadline)
+        if jwks_uri == remembered:
+            raise failed
+        return self._key_set(jwks_uri, deadline)
+
+    def _discover(self, deadline: _http.Deadline) -> str:
+        """The ``jwks_uri`` the issuer's discovery document names, remembered until its max-age."""
+        headers, body = self._get(self._discovery_url, deadline)
         doc = _json(body, self._discovery_url)
         if not isinstance(doc, dict) or doc.get("issuer") != self._issuer:
             raise DiscoveryError(
@@ -359,6 +392,10 @@ class JWKSProvider:
             _origin(jwks_uri, loopback_http=self._loopback_http, what="jwks_uri")
         except ValueError as exc:
             raise DiscoveryError(f"the discovery document of {self._issuer}: {exc}") from None
+        self._discovered = jwks_uri, self._clock() + self._max_age(headers)
+        return jwks_uri
+
+    def _key_set(self, jwks_uri: str, deadline: _http.Deadline) -> _Keys:
         headers, body = self._get(jwks_uri, deadline)
         jwks = _json(body, jwks_uri)
         listed = jwks.get("keys") if isinstance(jwks, dict) else None
