@@ -5,14 +5,14 @@ Starlette) are imported by this module only.
 
 .. code-block:: python
 
-   from macaroons_authz.web.fastapi import install, require
+   from macaroons_authz.web.fastapi import REFUSAL_RESPONSES, install, require
 
    install(app)  # refusals as application/problem+json
 
    def read(request):
        return FlyAccess(org_id=1234, app_id=request.path_params["app_id"], action=Action.READ)
 
-   @app.get("/apps/{app_id:int}")
+   @app.get("/apps/{app_id:int}", responses=REFUSAL_RESPONSES)  # the refusals, in OpenAPI
    async def read_app(authorized: Annotated[Authorized, Depends(require(verifier, read))]):
        return {"token_id": authorized.token_id}
 
