@@ -152,6 +152,16 @@ def test_store_outage_fails_closed_with_503(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("retry_after", [-1, 2.5, "5", True, None])
+def test_retry_after_is_whole_seconds_or_refused(retry_after: object) -> None:
+    # Retry-After is delay-seconds (RFC 9110, 10.2.3): "-1" or "2.5" would
+    # be a header no client can read, sent on every outage.
+    ring, _ = memory_tokens()
+    with pytest.raises(ValueError, match="retry_after must be whole seconds"):
+        Gate(Verifier(ring), retry_after=retry_after)  # type: ignore[arg-type]
+    assert Gate(Verifier(ring), retry_after=0)._unavailable.headers[-1] == ("Retry-After", "0")
+
+
 def test_errors_that_are_not_decisions_propagate(world: World) -> None:
     # A bug (here: an access that is not an Access) is not dressed as a
     # decision; the server answers 500 and the application never runs.

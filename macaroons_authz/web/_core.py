@@ -62,8 +62,12 @@ class Gate:
         log: called with a :class:`DecisionRecord` after each decision
             (:func:`log_decision`, INFO on the ``macaroons_authz.web``
             logger, by default); ``None`` logs nothing.
-        retry_after: seconds a 503 asks the client to wait.
+        retry_after: seconds a 503 asks the client to wait: a whole number,
+            0 or more, as ``Retry-After`` allows.
         timer: the clock that times decisions (for the log's latency).
+
+    Raises:
+        ValueError: *retry_after* is not a whole number of seconds, 0 or more.
     """
 
     def __init__(
@@ -74,6 +78,8 @@ class Gate:
         retry_after: int = 5,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
+        if type(retry_after) is not int or retry_after < 0:
+            raise ValueError(f"retry_after must be whole seconds, 0 or more, not {retry_after!r}")
         self.verifier = verifier
         self._log = log
         self._unavailable = unavailable(retry_after)
