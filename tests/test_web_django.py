@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from django.test import (
     RequestFactory,
     override_settings,
 )
-from django.urls import clear_url_caches
+from django.urls import URLPattern, clear_url_caches, path
 from django.utils.functional import empty
 from test_web_servers import serve
 from web_app import AT, ORG
@@ -40,10 +41,10 @@ from web_framework_checks import (
     check_over_sockets,
     verifiers,
 )
-from web_helpers import UNAUTHENTICATED_BODY, memory_tokens
+from web_helpers import UNAUTHENTICATED_BODY, forbidden_body, memory_tokens, problem_headers
 
 from macaroons_authz import Action, AsyncVerifier, FlyAccess, Verifier
-from macaroons_authz.web import DecisionRecord, Gate
+from macaroons_authz.web import Authorized, DecisionRecord, Gate
 from macaroons_authz.web.django import MacaroonMiddleware, require
 
 django_app = example("django_app")
@@ -68,15 +69,29 @@ def django_settings() -> Iterator[None]:
             logger.propagate = True
 
 
-def _sender(guard: Verifier | Gate | str, access: Any = django_app.access) -> Send:
-    """Requests through a test client with *guard* as the VERIFIER setting."""
+Guard = Verifier | AsyncVerifier | Gate
+
+
+def _sender(guard: Guard | str, access: Any = django_app.access, *, asgi: bool = False) -> Send:
+    """Requests through a test client with *guard* as the VERIFIER setting.
+
+    With *asgi*, through Django's ``AsyncClient``: its ASGI handler stack,
+    which builds the middleware chain in async mode.
+    """
 
     def send(
         method: str, path: str, authorization: Sequence[str]
     ) -> tuple[int, list[tuple[str, str]], bytes]:
+        headers = {"Authorization": ", ".join(authorization)} if authorization else {}
+
+        async def through_asgi() -> Any:
+            return await AsyncClient().generic(method, path, headers=headers)
+
         with override_settings(MACAROONS_AUTHZ={"VERIFIER": guard, "ACCESS": access}):
-            extra = {"HTTP_AUTHORIZATION": ", ".join(authorization)} if authorization else {}
-            response = Client().generic(method, path, **extra)
+            if asgi:
+                response = asyncio.run(through_asgi())
+            else:
+                response = Client().generic(method, path, headers=headers)
         return response.status_code, list(response.headers.items()), response.content
 
     return send
@@ -153,19 +168,16 @@ def test_missing_or_wrong_settings_are_improperly_configured() -> None:
     wrong = override_settings(MACAROONS_AUTHZ={"VERIFIER": "django_app.ORG", "ACCESS": "x.y"})
     with (
         wrong,
-        pytest.raises(ImproperlyConfigured, match="must be a Verifier or a Gate of one, not int"),
+        pytest.raises(
+            ImproperlyConfigured,
+            match="must be a Verifier, an AsyncVerifier or a Gate of one, not int",
+        ),
     ):
         MacaroonMiddleware(view)
     unknown = override_settings(MACAROONS_AUTHZ={"VERIFIER": "no_such_module.verifier"})
     with unknown, pytest.raises(ImproperlyConfigured, match=r"\['VERIFIER'\]: No module named"):
         MacaroonMiddleware(view)
     ring, _ = memory_tokens()
-    # Django's adapter decides synchronously: an async verifier will not do.
-    not_blocking = override_settings(MACAROONS_AUTHZ={"VERIFIER": AsyncVerifier.of(Verifier(ring))})
-    with not_blocking, pytest.raises(ImproperlyConfigured, match="not AsyncVerifier"):
-        MacaroonMiddleware(view)
-    with pytest.raises(TypeError, match="needs a Verifier, not an AsyncVerifier"):
-        require(django_app.access, verifier=Gate(AsyncVerifier.of(Verifier(ring))))
     no_access = override_settings(MACAROONS_AUTHZ={"VERIFIER": Verifier(ring)})
     with no_access, pytest.raises(ImproperlyConfigured, match=r"\['ACCESS'\] is not set"):
         MacaroonMiddleware(view)
@@ -199,3 +211,102 @@ def test_under_gunicorn_with_two_workers(tmp_path: Path) -> None:
     with serve("gunicorn", tmp_path, "web_framework_apps:django_app()") as server:
         check_over_sockets(server)
         check_both_workers_decide(server)
+
+
+# The URLconf of the tests that serve views of their own (ROOT_URLCONF is
+# this module while _serving fills it).
+urlpatterns: list[URLPattern] = []
+
+
+@contextmanager
+def _serving(guard: Guard, views: dict[str, Callable[..., Any]]) -> Iterator[None]:
+    """Django serves each of *views* at ``/<name>``, without middleware, *guard* as VERIFIER."""
+    urlpatterns[:] = [path(name, view) for name, view in views.items()]
+    try:
+        with override_settings(
+            ROOT_URLCONF=__name__, MIDDLEWARE=[], MACAROONS_AUTHZ={"VERIFIER": guard}
+        ):
+            yield
+    finally:
+        urlpatterns.clear()
+
+
+def _compact(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _async_view(guard: Guard | None) -> Callable[..., Any]:
+    """An ``async def`` view of app 42 guarded by *guard* (``None``: the setting's)."""
+
+    @require(_read_42, verifier=guard)
+    async def view(request: HttpRequest) -> JsonResponse:
+        authorized: Authorized = request.macaroons_authz
+        return JsonResponse({"token_id": authorized.token_id, "caveats": len(authorized.caveats)})
+
+    return view
+
+
+@pytest.mark.usefixtures("django_settings")
+def test_an_async_view_awaits_an_async_verifier(tmp_path: Path) -> None:
+    ring, t = memory_tokens()
+    working, broken = verifiers(ring, t, tmp_path)
+    views = {
+        "given": _async_view(AsyncVerifier.of(working)),
+        "gate": _async_view(Gate(AsyncVerifier.of(working))),
+        "setting": _async_view(None),
+        "blocking": _async_view(working),
+        "broken": _async_view(AsyncVerifier.of(broken)),
+        "broken-blocking": _async_view(broken),
+    }
+    send = _sender(AsyncVerifier.of(working), asgi=True)
+    with _serving(AsyncVerifier.of(working), views):
+        reader = {"token_id": str(t.tokens[0].nonce.uuid), "caveats": 4}
+        for name in ["given", "gate", "setting", "blocking"]:
+            status, _, body = send("GET", f"/{name}", [t.reader])
+            assert (status, json.loads(body)) == (200, reader), name
+
+        # Each refusal is the blocking verifier's: status, headers and body.
+        unauthenticated = _compact(UNAUTHENTICATED_BODY)
+        challenge = ("WWW-Authenticate", "FlyV1")
+        for authorization, status, body, extra in [
+            ([], 401, unauthenticated, [challenge]),
+            ([t.forged], 401, unauthenticated, [challenge]),
+            ([t.revoked], 401, unauthenticated, [challenge]),
+            ([t.reader, t.reader], 401, unauthenticated, [challenge]),
+            ([t.expired], 403, _compact(forbidden_body("ValidityWindow")), []),
+        ]:
+            expected = (status, list(problem_headers(body, *extra)), body)
+            assert send("GET", "/blocking", authorization) == expected
+            for name in ["given", "gate", "setting"]:
+                assert send("GET", f"/{name}", authorization) == expected, (name, authorization)
+        expected = send("GET", "/broken-blocking", [t.reader])
+        assert (expected[0], dict(expected[1])["Retry-After"]) == (503, "5")
+        assert send("GET", "/broken", [t.reader]) == expected
+
+
+@pytest.mark.usefixtures("django_settings")
+def test_a_sync_view_refuses_an_async_verifier() -> None:
+    ring, _ = memory_tokens()
+
+    def view(request: HttpRequest) -> JsonResponse:
+        return JsonResponse({})
+
+    for guard in [AsyncVerifier.of(Verifier(ring)), Gate(AsyncVerifier.of(Verifier(ring)))]:
+        decorate = require(_read_42, verifier=guard)
+        with pytest.raises(
+            TypeError,
+            match=r"view is not an async def view: it needs a blocking Verifier, "
+            r"not an AsyncVerifier",
+        ):
+            decorate(view)
+
+    # Through the setting: refused at the first request, under WSGI or ASGI.
+    async def through_asgi() -> Any:
+        return await AsyncClient().get("/sync")
+
+    refused = r"is an AsyncVerifier, but a sync view decides synchronously"
+    with _serving(AsyncVerifier.of(Verifier(ring)), {"sync": require(_read_42)(view)}):
+        with pytest.raises(ImproperlyConfigured, match=refused):
+            Client().get("/sync")
+        with pytest.raises(ImproperlyConfigured, match=refused):
+            asyncio.run(through_asgi())

@@ -6,12 +6,15 @@ by this module only.
 Both read the ``MACAROONS_AUTHZ`` setting, a dict::
 
     MACAROONS_AUTHZ = {
-        "VERIFIER": "myservice.auth.verifier",  # a Verifier, or a Gate of one
+        "VERIFIER": "myservice.auth.verifier",  # a verifier, or a Gate of one
         "ACCESS": "myservice.auth.access",  # request -> Access | None
     }
 
 Each value is the object itself or its dotted path. ``ACCESS`` is needed
-by the middleware only.
+by the middleware only. A blocking :class:`~macaroons_authz.Verifier`
+serves every view and the middleware; an
+:class:`~macaroons_authz.AsyncVerifier` serves ``async def`` views,
+awaited on the event loop.
 
 .. code-block:: python
 
@@ -26,10 +29,10 @@ The decision is the :class:`~macaroons_authz.web.Gate`'s; refusals are its
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -37,6 +40,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
 from ..access import Access
+from ..async_verifier import AsyncVerifier
 from ..verifier import Verifier
 from ._core import Gate
 from ._frameworks import decide_async, gate_for
@@ -79,15 +83,26 @@ def _configured_gate() -> Gate:
     if _configured:
         return _configured[0]
     guard = _setting("VERIFIER")
-    # Django's adapter decides synchronously: an AsyncVerifier will not do.
     verifier = guard.verifier if isinstance(guard, Gate) else guard
-    if not isinstance(verifier, Verifier):
+    if not isinstance(verifier, Verifier | AsyncVerifier):
         raise ImproperlyConfigured(
-            f"settings.{SETTING}['VERIFIER'] must be a Verifier or a Gate of one, "
-            f"not {type(verifier).__name__}"
+            f"settings.{SETTING}['VERIFIER'] must be a Verifier, an AsyncVerifier "
+            f"or a Gate of one, not {type(verifier).__name__}"
         )
     gate = gate_for(guard)
     _configured[:] = [gate]
+    return gate
+
+
+def _blocking_gate(who: str) -> Gate:
+    """The setting's gate, for *who*, which decides synchronously."""
+    gate = _configured_gate()
+    if isinstance(gate.verifier, AsyncVerifier):
+        # Its stores belong to an event loop: a thread cannot await them.
+        raise ImproperlyConfigured(
+            f"settings.{SETTING}['VERIFIER'] is an AsyncVerifier, but {who} decides "
+            "synchronously: it needs a blocking Verifier"
+        )
     return gate
 
 
@@ -130,7 +145,7 @@ class MacaroonMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.gate = _configured_gate()
+        self.gate = _blocking_gate("the middleware")
         self.access: AccessFunction = _setting("ACCESS")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -148,7 +163,7 @@ class MacaroonMiddleware:
 
 
 def require(
-    access: AccessFunction, *, verifier: Verifier | Gate | None = None
+    access: AccessFunction, *, verifier: Verifier | AsyncVerifier | Gate | None = None
 ) -> Callable[[View], View]:
     """A view decorator: the view runs only if the request's token allows ``access(request)``.
 
@@ -156,38 +171,52 @@ def require(
         access: maps the request to the :class:`~macaroons_authz.Access` it
             needs (``request.resolver_match.kwargs`` holds the path's
             parameters), or to ``None``.
-        verifier: a blocking :class:`~macaroons_authz.Verifier`, or a
-            :class:`~macaroons_authz.web.Gate` of one; by default the setting's
-            ``VERIFIER``, read at the first request (and again after the
-            setting changes, as under ``override_settings``).
+        verifier: a :class:`~macaroons_authz.Verifier`, an
+            :class:`~macaroons_authz.AsyncVerifier` (``async def`` views
+            only), or a :class:`~macaroons_authz.web.Gate` of either; by
+            default the setting's ``VERIFIER``, read at the first request
+            (and again after the setting changes, as under
+            ``override_settings``).
 
     The result is ``request.macaroons_authz``, as with the middleware. An
-    ``async def`` view gets an async wrapper that decides off the event loop
-    when the stores are not in memory, as
-    :class:`~macaroons_authz.web.ASGIMiddleware` does.
-    """
-    fixed = None if verifier is None else gate_for(verifier, blocking=True)
+    ``async def`` view gets an async wrapper, which awaits an async
+    verifier on the event loop, and decides with a blocking one off the
+    loop when its stores are not in memory, as
+    :class:`~macaroons_authz.web.ASGIMiddleware` does. A sync view needs a
+    blocking verifier.
 
-    def gate() -> Gate:
-        return _configured_gate() if fixed is None else fixed
+    Raises:
+        TypeError: *verifier* is not a verifier or a gate, or is an async
+            one given for a sync view (when the decorator is applied).
+        django.core.exceptions.ImproperlyConfigured: at a sync view's
+            request, the setting's ``VERIFIER`` is an async verifier.
+    """
+    fixed = None if verifier is None else gate_for(verifier)
 
     def decorate(view: View) -> View:
-        if inspect.iscoroutinefunction(view):
+        if iscoroutinefunction(view):
 
             @functools.wraps(view)
             async def guarded_async(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                g = gate()
+                gate = _configured_gate() if fixed is None else fixed
                 result = await decide_async(
-                    g, _headers(request), access(request), _may_block(g.verifier)
+                    gate, _headers(request), access(request), _may_block(gate.verifier)
                 )
                 refused = _translate(result, request)
                 return refused if refused is not None else await view(request, *args, **kwargs)
 
             return cast(View, guarded_async)
 
+        if fixed is not None and isinstance(fixed.verifier, AsyncVerifier):
+            raise TypeError(
+                f"{getattr(view, '__qualname__', view)!s} is not an async def view: "
+                "it needs a blocking Verifier, not an AsyncVerifier"
+            )
+
         @functools.wraps(view)
         def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            refused = _translate(gate().decide(_headers(request), access(request)), request)
+            gate = _blocking_gate("a sync view") if fixed is None else fixed
+            refused = _translate(gate.decide(_headers(request), access(request)), request)
             return refused if refused is not None else view(request, *args, **kwargs)
 
         return cast(View, guarded)
