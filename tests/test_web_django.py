@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,9 +42,22 @@ from web_framework_checks import (
     check_over_sockets,
     verifiers,
 )
-from web_helpers import UNAUTHENTICATED_BODY, forbidden_body, memory_tokens, problem_headers
+from web_helpers import (
+    UNAUTHENTICATED_BODY,
+    forbidden_body,
+    memory_tokens,
+    mint,
+    problem_headers,
+)
 
-from macaroons_authz import Action, AsyncVerifier, FlyAccess, Verifier
+from macaroons_authz import (
+    Action,
+    AsyncVerifier,
+    FlyAccess,
+    SQLiteKeyring,
+    SQLiteRevocationStore,
+    Verifier,
+)
 from macaroons_authz.web import Authorized, DecisionRecord, Gate
 from macaroons_authz.web.django import MacaroonMiddleware, require
 
@@ -108,7 +122,7 @@ def test_every_outcome_through_the_middleware(
 
 @pytest.mark.usefixtures("django_settings")
 def test_the_middleware_under_djangos_asgi_handler() -> None:
-    # Django runs the sync middleware off the event loop (sync_to_async).
+    # In async mode, with a blocking verifier.
     ring, t = memory_tokens()
     settings_ = {"VERIFIER": Verifier(ring), "ACCESS": django_app.access}
 
@@ -310,3 +324,87 @@ def test_a_sync_view_refuses_an_async_verifier() -> None:
             Client().get("/sync")
         with pytest.raises(ImproperlyConfigured, match=refused):
             asyncio.run(through_asgi())
+
+
+@pytest.mark.usefixtures("django_settings")
+def test_every_outcome_through_the_middleware_in_async_mode(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ring, t = memory_tokens()
+    working, broken = verifiers(ring, t, tmp_path)
+    asynchronous = AsyncVerifier.of(working)
+    check_outcomes(
+        _sender(asynchronous, asgi=True),
+        _sender(AsyncVerifier.of(broken), asgi=True),
+        t,
+        caplog,
+    )
+    # The blocking verifier's answers under WSGI, exactly; and its own in async mode.
+    for method, path_, authorization in [
+        ("GET", "/apps/42", [t.reader]),
+        ("GET", "/apps/42", []),
+        ("GET", "/apps/42", [t.forged]),
+        ("GET", "/apps/42", [t.revoked]),
+        ("GET", "/apps/42", [t.reader, t.reader]),
+        ("DELETE", "/apps/42", [t.reader]),
+        ("GET", "/health", []),
+    ]:
+        expected = _sender(working)(method, path_, authorization)
+        assert _sender(asynchronous, asgi=True)(method, path_, authorization) == expected
+        assert _sender(working, asgi=True)(method, path_, authorization) == expected
+    for guard in [broken, AsyncVerifier.of(broken)]:
+        status, headers, _ = _sender(guard, asgi=True)("GET", "/apps/42", [t.reader])
+        assert (status, dict(headers)["Retry-After"]) == (503, "5")
+
+
+@pytest.mark.usefixtures("django_settings")
+def test_the_middleware_in_async_mode_decides_on_the_loop_unless_stores_may_block(
+    tmp_path: Path,
+) -> None:
+    # Where ASGIMiddleware decides: on the event loop's thread (asyncio.run's,
+    # this one), except a blocking verifier whose stores are not in memory.
+    ring, t = memory_tokens()
+    threads: list[int] = []
+
+    def record(guard: Verifier | AsyncVerifier) -> Gate:
+        return Gate(guard, log=lambda _: threads.append(threading.get_ident()))
+
+    loop = threading.get_ident()
+    for guard in [Verifier(ring), AsyncVerifier.of(Verifier(ring))]:
+        assert _sender(record(guard), asgi=True)("GET", "/apps/42", [t.reader])[0] == 200
+        assert threads.pop() == loop, guard
+    with (
+        SQLiteKeyring(tmp_path / "keys.db") as keyring,
+        SQLiteRevocationStore(tmp_path / "revocations.db") as store,
+    ):
+        keyring.generate()
+        reader = mint(keyring.current()).reader
+        blocking = Verifier(keyring, revocations=store)
+        assert _sender(record(blocking), asgi=True)("GET", "/apps/42", [reader])[0] == 200
+        assert threads.pop() != loop
+
+
+def sync_only(get_response: Callable[[HttpRequest], Any]) -> Callable[[HttpRequest], Any]:
+    """A middleware that Django runs synchronously only (it declares no async capability)."""
+
+    def middleware(request: HttpRequest) -> Any:
+        return get_response(request)
+
+    return middleware
+
+
+@pytest.mark.usefixtures("django_settings")
+def test_the_middleware_in_sync_mode_refuses_an_async_verifier() -> None:
+    ring, t = memory_tokens()
+    refused = (
+        r"is an AsyncVerifier, but the middleware in a synchronous chain "
+        r"\(WSGI, or a sync-only middleware after it\) decides synchronously"
+    )
+    with pytest.raises(ImproperlyConfigured, match=refused):
+        _sender(AsyncVerifier.of(Verifier(ring)))("GET", "/apps/42", [t.reader])
+    # Under ASGI, a sync-only middleware after it makes Django build it
+    # synchronously; a blocking verifier still serves there.
+    with override_settings(MIDDLEWARE=[*settings.MIDDLEWARE, f"{__name__}.sync_only"]):
+        with pytest.raises(ImproperlyConfigured, match=refused):
+            _sender(AsyncVerifier.of(Verifier(ring)), asgi=True)("GET", "/apps/42", [t.reader])
+        assert _sender(Verifier(ring), asgi=True)("GET", "/apps/42", [t.reader])[0] == 200

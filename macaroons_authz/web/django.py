@@ -13,8 +13,8 @@ Both read the ``MACAROONS_AUTHZ`` setting, a dict::
 Each value is the object itself or its dotted path. ``ACCESS`` is needed
 by the middleware only. A blocking :class:`~macaroons_authz.Verifier`
 serves every view and the middleware; an
-:class:`~macaroons_authz.AsyncVerifier` serves ``async def`` views,
-awaited on the event loop.
+:class:`~macaroons_authz.AsyncVerifier` serves ``async def`` views and the
+middleware under ASGI, awaited on the event loop.
 
 .. code-block:: python
 
@@ -32,7 +32,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
-from asgiref.sync import iscoroutinefunction
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -132,6 +132,9 @@ def _translate(result: object, request: HttpRequest) -> HttpResponse | None:
     return None
 
 
+ViewHook = Callable[[HttpRequest, Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
+
+
 class MacaroonMiddleware:
     """Lets a request reach its view only if its token allows ``ACCESS(request)``.
 
@@ -141,17 +144,50 @@ class MacaroonMiddleware:
     Django's 404 without a decision). Settings are read once, when Django
     builds its middleware chain. Place it after Django's own middleware that
     answers without a view (``SecurityMiddleware``, ``CommonMiddleware``).
+
+    It runs in either of Django's modes, as Django builds the chain.
+    Synchronous (under WSGI): ``VERIFIER`` must be a blocking
+    :class:`~macaroons_authz.Verifier`. Asynchronous (under ASGI, when the
+    middleware after it are async-capable): its ``process_view`` is a
+    coroutine function that awaits an
+    :class:`~macaroons_authz.AsyncVerifier` on the event loop, and decides
+    with a blocking verifier inline when its stores are in memory, in a
+    thread otherwise, as :class:`~macaroons_authz.web.ASGIMiddleware` does.
+    ``ACCESS`` is called on the loop then: it must not block.
+
+    Raises:
+        django.core.exceptions.ImproperlyConfigured: a setting is missing or
+            wrong, or ``VERIFIER`` is an async verifier in synchronous mode
+            (its stores belong to an event loop).
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         self.get_response = get_response
-        self.gate = _blocking_gate("the middleware")
+        if iscoroutinefunction(get_response):
+            self.gate = _configured_gate()
+            self._offload = _may_block(self.gate.verifier)
+            # Django calls a coroutine function's process_view as it is (and
+            # a plain one in a thread), and awaits what the marked instance
+            # returns.
+            self.process_view: ViewHook = self._process_view_async
+            markcoroutinefunction(self)
+        else:
+            self.gate = _blocking_gate(
+                "the middleware in a synchronous chain (WSGI, or a sync-only middleware after it)"
+            )
+            self.process_view = self._process_view
         self.access: AccessFunction = _setting("ACCESS")
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> Any:
+        # In async mode, get_response's coroutine, which the caller awaits:
+        # the type's one __call__ serves both modes, as in Django's own
+        # MiddlewareMixin.
         return self.get_response(request)
 
-    def process_view(
+    def _process_view(
         self,
         request: HttpRequest,
         view_func: Callable[..., Any],
@@ -160,6 +196,19 @@ class MacaroonMiddleware:
     ) -> HttpResponse | None:
         """The denial's response, or ``None`` to let the view run."""
         return _translate(self.gate.decide(_headers(request), self.access(request)), request)
+
+    async def _process_view_async(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
+        """:meth:`_process_view` on the event loop."""
+        result = await decide_async(
+            self.gate, _headers(request), self.access(request), self._offload
+        )
+        return _translate(result, request)
 
 
 def require(
