@@ -591,6 +591,26 @@ def test_oversized_candidates_are_skipped(minted: Minted, pieces: int) -> None:
     ]
 
 
+@pytest.mark.parametrize("pieces", [1, 3])
+@pytest.mark.parametrize("split", ["", "\\\n", '" "'])
+def test_a_candidate_as_long_as_the_cap_is_examined(
+    minted: Minted, pieces: int, split: str
+) -> None:
+    # The cap counts the candidate's text from its label: its escapes and joins too.
+    tok = minted.perm
+    cut = len(tok) // 2
+    written = tok[:cut] + split + tok[cut:]
+    text = f'a\nx = "{written}"\n'
+    size = -(-len(text) // pieces)
+    chunks = [text[i : i + size] for i in range(0, len(text), size)]
+
+    def scan(cap: int) -> list[tuple[str, TokenId]]:
+        return [(h.finding.kind, h.finding.token_id) for h in scanner._scan(chunks, "p", cap)]
+
+    assert scan(len(written)) == [("token", tid(tok))]
+    assert scan(len(written) - 1) == [("malformed", TokenId(None, None, None))]
+
+
 # -- GitHub secret-scanning alerts ------------------------------------------------
 
 # The sample request and public key of GitHub's documentation for the secret

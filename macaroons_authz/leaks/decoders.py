@@ -107,29 +107,39 @@ class Pieces:
         literal: how many pieces were joined as string literals (the rest
             as wrapped lines).
         end: where the last piece ends.
+        whole: the pieces ended at or before *horizon*; if not, more text
+            may add to them, and they were not split (``raws`` is only the
+            first), which a candidate read again with more text would waste.
     """
 
-    __slots__ = ("end", "lit_end", "literal", "parts", "raws", "start", "wrap_text")
+    __slots__ = ("end", "lit_end", "literal", "parts", "raws", "start", "whole", "wrap_text")
 
-    def __init__(self, buf: str, start: int, run_end: int) -> None:
+    def __init__(self, buf: str, start: int, run_end: int, horizon: int) -> None:
         # Each chain is matched, and split into its pieces, by one call (in C).
         self.start = start
         self.raws = [buf[start:run_end]]
         self.parts = self.raws  # pieces and the joins between them
         self.lit_end = run_end
+        self.literal, self.wrap_text, self.whole = 1, "", True
         j = _JOIN_RE.match(buf, run_end)
         if j is not None:
             chain = _CHAIN_RE[j.group(1)].match(buf, run_end)
             assert chain is not None  # the pattern matches the empty string
-            self.lit_end = chain.end()
+            self.lit_end = self.end = chain.end()
+            if self.lit_end > horizon:
+                self.whole = False
+                return
             self.parts = buf[start : self.lit_end].split(j.group(1))  # piece, join, piece, ...
             self.raws = self.parts[0::2]
-        self.literal, self.end, self.wrap_text = len(self.raws), self.lit_end, ""
+        self.literal, self.end = len(self.raws), self.lit_end
         if not ends_padded(buf[max(start, self.lit_end - 6) : self.lit_end]):
             wrapped = _WRAP_CHAIN_RE.match(buf, self.lit_end)
             assert wrapped is not None
             if wrapped.end() > self.lit_end:
                 self.end = wrapped.end()
+                if self.end > horizon:
+                    self.whole = False
+                    return
                 # From the character before, which the look-behind needs; the
                 # text before the first line break is not a piece.
                 self.wrap_text = buf[self.lit_end - 1 : self.end]

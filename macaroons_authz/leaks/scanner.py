@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, Final, Literal, NamedTuple
 
@@ -230,6 +231,10 @@ _RECENT_ENTRIES: Final = 256
 _RECENT_CHARS: Final = 4096
 
 
+# What an undecided candidate is classified as: nothing, until more text comes.
+_UNDECIDED: Final = _Classified(None, "")
+
+
 def _classify_macaroon(label: str, payload: str) -> _Classified:
     # Only an array can be a token: anything else (most random base64) is
     # not decoded, which costs several microseconds when it fails.
@@ -283,16 +288,23 @@ def _classify_joined(label: str, raws: list[str], literal: int) -> tuple[_Classi
     return best, literal
 
 
-def _extract_macaroon(buf: str, label: str, start: int) -> tuple[_Classified, int, int]:
+def _extract_macaroon(
+    buf: str, label: str, start: int, horizon: int
+) -> tuple[_Classified, int, int]:
     """Classify the macaroon candidate whose payload starts at *start*.
 
     Returns the classification, the end of the candidate's text, and the end
     of the last run matched (the caller needs ``_MARGIN`` characters after
-    it to be sure that more text would not change the answer).
+    it to be sure that more text would not change the answer). A run that
+    goes past *horizon* is not classified: the caller reads the candidate
+    again with more text, or skips it as oversized.
     """
     m = _MAC_RUN_RE.match(buf, start)
     assert m is not None  # the pattern matches the empty string
-    end, run = m.end(), m.group()
+    end = m.end()
+    if end > horizon:
+        return _UNDECIDED, end, end
+    run = m.group()
     # Base64 has no "_": a run followed by one may end in the letters of the
     # next member's label, glued on without a comma ("...AAAfm2_BBB"). The
     # label belongs to the next candidate unless only the whole run is a
@@ -306,7 +318,9 @@ def _extract_macaroon(buf: str, label: str, start: int) -> tuple[_Classified, in
         return whole, end, end
     if not run or ends_padded(run):
         return _classify_macaroon(label, _unescape(run)), end, end
-    pieces = Pieces(buf, start, end)  # adjacent string literals, then wrapped lines
+    pieces = Pieces(buf, start, end, horizon)  # adjacent string literals, then wrapped lines
+    if not pieces.whole:
+        return _UNDECIDED, pieces.end, pieces.end
     if len(pieces.raws) == 1:
         return _classify_macaroon(label, _unescape(run)), end, end
     best, used = _classify_joined(label, pieces.raws, pieces.literal)
@@ -443,6 +457,8 @@ def _scan(
         buf = carry + new if carry else new
         buf_abs = carry_abs
         size = len(buf)
+        # A candidate whose runs pass this may grow with the next chunk.
+        horizon = sys.maxsize if final else size - _MARGIN
         pos = scan_from
         keep_from = -1  # the label of an undecided candidate, if any
 
@@ -505,8 +521,10 @@ def _scan(
             if label == _OAUTH_LABEL:
                 result, end, furthest = _extract_oauth(buf, lm.end())
             else:
-                result, end, furthest = _extract_macaroon(buf, label, lm.end())
-            decided = final or furthest + _MARGIN <= size
+                # Runs past p + max_candidate make it oversized: not worth classifying.
+                limit = min(horizon, p + max_candidate)
+                result, end, furthest = _extract_macaroon(buf, label, lm.end(), limit)
+            decided = furthest <= horizon
             oversized = (end if decided else size) - p > max_candidate
             if not decided and not oversized:
                 keep_from = p
