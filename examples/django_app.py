@@ -16,6 +16,7 @@ settings in its settings module.
 
 from __future__ import annotations
 
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -103,6 +104,8 @@ def configure(verifier: Verifier | Gate, clock: Callable[[], float] = time.time)
     """Django's settings for this project, then ``django.setup()``."""
     settings.configure(
         ROOT_URLCONF=__name__,
+        # Django 4.2 wants one to log an error; nothing here signs with it.
+        SECRET_KEY=secrets.token_urlsafe(50),
         ALLOWED_HOSTS=["127.0.0.1", "localhost", "testserver"],
         MIDDLEWARE=["macaroons_authz.web.django.MacaroonMiddleware"],
         # Objects or dotted paths ("myservice.auth.verifier").
