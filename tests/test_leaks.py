@@ -47,7 +47,7 @@ from macaroons_authz import (
     scan_paths,
     verify_github_alert,
 )
-from macaroons_authz.leaks import scanner
+from macaroons_authz.leaks import decoders, scanner
 from macaroons_authz.leaks.redaction import redact_tokens as redact_tokens_home
 from macaroons_authz.macaroon import _ticket_fields
 
@@ -202,6 +202,44 @@ def test_planted_corpus_exact_findings(minted: Minted) -> None:
     got = [key_tuple(f) for f in find_tokens(corpus.text, "c.py") if f.kind != "malformed"]
     assert got == corpus.expected
     assert not [f for f in find_tokens(corpus.text) if f.kind == "malformed"]
+
+
+@pytest.mark.parametrize(("filler", "from_end"), [("a_b ", False), ("aFb ", True)])
+def test_labels_are_found_alike_from_either_end(
+    minted: Minted, filler: str, from_end: bool
+) -> None:
+    # A first line of snake_case text makes the scanner search labels from
+    # their "f"; one without "_" from their "_". Both find every label.
+    first = filler.replace("F", "f") * 5000 + "fm2_ fo1_ fm1r_"
+    corpus = build_corpus(minted)
+    text = first + "\n" + corpus.text
+    assert decoders.Labels.choose(text) is from_end
+    got = [key_tuple(f) for f in find_tokens(text, "c.py") if f.kind != "malformed"]
+    assert got == [(path, line + 1, *rest) for path, line, *rest in corpus.expected]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["f", "m", "o", "1", "2", "r", "a", "_", "fm", "fo1", "m1", "fm2_", "m2_", "1a_", "x"]
+        ),
+        max_size=40,
+    ),
+    st.integers(0, 8),
+    st.booleans(),
+)
+def test_either_search_finds_the_labels_the_pattern_does(
+    parts: list[str], pos: int, from_end: bool
+) -> None:
+    text = "".join(parts)
+    expected = [(m.start(), m.group()) for m in decoders.LABEL_RE.finditer(text, pos)]
+    labels = decoders.Labels(text, from_end)
+    got, at = [], pos
+    while (found := labels.next(at)) is not None:
+        got.append(found)
+        at = found[0] + len(found[1])
+    assert got == expected
 
 
 def test_crlf_lines(minted: Minted) -> None:

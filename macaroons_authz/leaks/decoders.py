@@ -17,6 +17,10 @@ from .._gojson import unb64
 __all__: list[str] = []
 
 LABEL_RE = re.compile(r"f(?:m(?:2|1[ra])|o1)_")
+# The labels found from their "_", exact on their last three characters.
+_LABEL_END_RE = re.compile(r"_(?<=m2_|o1_|1r_|1a_)")
+_LABEL_OF_END = {"m2_": "fm2_", "o1_": "fo1_", "1r_": "fm1r_", "1a_": "fm1a_"}
+_SAMPLE = 16384
 # Base64 characters and the escapes of the documented subset, then at most
 # two padding characters, which end a token.
 _ESC = r"(?:\\/|\\u002[bBfF]|%2[bBfF]|&#(?:43|47|[xX]2[bBfF]);|\\\r?\n)"
@@ -96,6 +100,47 @@ def token_bytes(payload: str) -> int | None:
         # A token is an array of four fields.
         return _msgpack.value_end(data, 0) if data[:1] in (b"\x94", b"\xdc", b"\xdd") else None
     except (binascii.Error, ValueError):  # DecodeError is a ValueError
+        return None
+
+
+class Labels:
+    """Finds the labels in one buffer, leftmost first.
+
+    A regular expression's search steps into its matcher at each occurrence
+    of the pattern's first character, and "f" is frequent (1.8% of Python
+    source, 1.3% of JavaScript). Where "_" is rarer still (most code but
+    Python's, logs, configuration), labels are searched for from their
+    "_": about 1.6 times as fast on the benchmark corpus, and 12% slower
+    on Python source, which keeps the search from "f". Either search finds
+    the same labels.
+    """
+
+    __slots__ = ("buf", "from_end")
+
+    def __init__(self, buf: str, from_end: bool) -> None:
+        self.buf = buf
+        self.from_end = from_end
+
+    @staticmethod
+    def choose(text: str) -> bool:
+        """Whether to search *text* from the labels' "_", judged on its first 16 KiB."""
+        # An "_" costs the search about 1.25 times what an "f" does.
+        return text.count("_", 0, _SAMPLE) * 5 < text.count("f", 0, _SAMPLE) * 4
+
+    def next(self, pos: int) -> tuple[int, str] | None:
+        """The start and the text of the first label at or after *pos*, if any."""
+        buf = self.buf
+        if not self.from_end:
+            m = LABEL_RE.search(buf, pos)
+            return None if m is None else (m.start(), m.group())
+        at = pos + 3  # the "_" of a label at pos
+        while (m := _LABEL_END_RE.search(buf, at)) is not None:
+            at = m.end()
+            label = _LABEL_OF_END[buf[at - 3 : at]]
+            start = at - len(label)
+            # Labels cannot overlap, so the first to end is the first to start.
+            if start >= pos and buf.startswith(label, start):
+                return start, label
         return None
 
 

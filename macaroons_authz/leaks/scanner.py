@@ -25,7 +25,7 @@ from ..nonce import Nonce
 from .decoders import B64_VALUE_RE as _B64_VALUE_RE
 from .decoders import LABEL_RE as _LABEL_RE
 from .decoders import MAC_RUN_RE as _MAC_RUN_RE
-from .decoders import Pieces, Wrapped, ends_padded, token_bytes
+from .decoders import Labels, Pieces, Wrapped, ends_padded, token_bytes
 from .decoders import unescape as _unescape
 from .decoders import unwrap as _unwrapped
 
@@ -372,7 +372,16 @@ def _token_id(c: _Classified) -> TokenId:
 class _State:
     """What the scanner remembers from one buffer to the next (absolute offsets)."""
 
-    __slots__ = ("counted", "group", "line", "line_start", "malformed", "next_member", "skipping")
+    __slots__ = (
+        "counted",
+        "from_end",
+        "group",
+        "line",
+        "line_start",
+        "malformed",
+        "next_member",
+        "skipping",
+    )
 
     def __init__(self) -> None:
         self.line = 1  # the line number at counted
@@ -382,6 +391,7 @@ class _State:
         self.group: Context = "bare"  # the context of the members of that list
         self.skipping: str | None = None  # the label of an oversized candidate being skipped
         self.malformed = 0  # malformed findings reported
+        self.from_end: bool | None = None  # search labels from their "_" (None: not chosen)
 
     def advance(self, buf: str, buf_abs: int, upto: int) -> None:
         """Count the lines of ``buf[..upto]`` not yet counted."""
@@ -440,7 +450,6 @@ def _scan(
     # scanned in one pass).
     ahead = next(it, None)
     final = False
-    label_search = _LABEL_RE.search
     next_member_match = _NEXT_MEMBER_RE.match
     label_match = _LABEL_RE.match
     while not final:
@@ -471,14 +480,18 @@ def _scan(
 
         wrapped = Wrapped(buf) if unwrap else None
         w = -2  # the next wrapped value at or after pos; -1: none, -2: not searched yet
-        lm: re.Match[str] | None = None
-        searched = -1  # lm is the first label at or after this offset (None: none)
+        if st.from_end is None:  # chosen once per text: a chunk's sample costs a pass
+            st.from_end = Labels.choose(buf)
+        labels = Labels(buf, st.from_end)
+        p, label = -1, ""  # the first label at or after `searched` (p = -1: none)
+        searched = -1
         while st.skipping is None:
-            if searched < 0 or (lm is not None and lm.start() < pos):
-                lm, searched = label_search(buf, pos), pos
+            if searched < 0 or 0 <= p < pos:
+                p, label = labels.next(pos) or (-1, "")
+                searched = pos
             if wrapped is not None and (w == -2 or 0 <= w < pos):
                 w = wrapped.next(pos)
-            if w >= 0 and (lm is None or w < lm.start()):
+            if w >= 0 and (p < 0 or w < p):
                 vm = _B64_VALUE_RE.match(buf, w)
                 assert vm is not None
                 if not final and vm.end() + _MARGIN > size and size - w <= max_candidate:
@@ -505,25 +518,25 @@ def _scan(
                         yield hit._replace(finding=found)
                 pos = vm.end()
                 continue
-            if lm is None:
+            if p < 0:
                 break
-            p, label = lm.start(), lm.group()
+            label_end = p + len(label)
             if (
                 st.malformed >= MAX_MALFORMED
                 and label != _OAUTH_LABEL
-                and not buf.startswith(_TOKEN_STARTS, lm.end())
+                and not buf.startswith(_TOKEN_STARTS, label_end)
             ):
                 # A flood of malformed candidates: one that cannot be a token
                 # is passed over, at the cost of the label search alone.
                 st.next_member = -1
-                pos = lm.end()
+                pos = label_end
                 continue
             if label == _OAUTH_LABEL:
-                result, end, furthest = _extract_oauth(buf, lm.end())
+                result, end, furthest = _extract_oauth(buf, label_end)
             else:
                 # Runs past p + max_candidate make it oversized: not worth classifying.
                 limit = min(horizon, p + max_candidate)
-                result, end, furthest = _extract_macaroon(buf, label, lm.end(), limit)
+                result, end, furthest = _extract_macaroon(buf, label, label_end, limit)
             decided = furthest <= horizon
             oversized = (end if decided else size) - p > max_candidate
             if not decided and not oversized:
@@ -552,7 +565,7 @@ def _scan(
                     path, st.line, column, label, context, "malformed", tid, None, allowed
                 )
                 yield _Hit(finding, None, None, None)
-                pos = _run_end(buf, label, lm.end())
+                pos = _run_end(buf, label, label_end)
                 if not (final or pos + _LONGEST_ESCAPE <= size):
                     st.skipping, pos = label, size
                 continue
