@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import attrs
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import macaroons_authz
@@ -240,6 +241,54 @@ def test_either_search_finds_the_labels_the_pattern_does(
         got.append(found)
         at = found[0] + len(found[1])
     assert got == expected
+
+
+# How the scanner once found a header's scheme, kept as the oracle of its replacement.
+SCHEME_ORACLE = re.compile(r"(?<![A-Za-z0-9])(?i:flyv1|bearer)[ \t]{1,64}\Z")
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "FlyV1",
+                "flyv1",
+                "FLYV1",
+                "Bearer",
+                "bEARER",
+                "bearer",
+                "lyv1",
+                "earer",
+                " ",
+                "\t",
+                " " * 60,
+                "x",
+                "_",
+                "9",
+                "-",
+                ",",
+                "\u0130",
+                "\u212a",
+                ":",
+            ]
+        ),
+        max_size=12,
+    ),
+    st.sampled_from(["", "x" * 40, "y" * 95]),
+)
+@example(["Bearer", " " * 64], "")
+@example(["Bearer", " " * 65], "")
+@example(["FlyV1", "\t", " " * 63], "")
+@example(["FlyV1", "\t"], "")
+def test_the_scheme_before_a_label_is_read_as_the_pattern_reads_it(
+    parts: list[str], before: str
+) -> None:  # fmt: skip
+    text = before + "".join(parts)
+    p = len(text)
+    buf = text + "fm2_"
+    want = SCHEME_ORACLE.search(buf, max(0, p - scanner._LOOKBEHIND), p) is not None
+    assert scanner._after_scheme(buf, p) is want
 
 
 def test_crlf_lines(minted: Minted) -> None:

@@ -76,7 +76,28 @@ _LONGEST_ESCAPE = 8  # a run that stops this far from the buffer's end has ended
 _OAUTH_RUN_RE = re.compile(r"[A-Za-z0-9_-]*")
 _GLUED_LABEL_RE = re.compile(r"f(?:m(?:2|1[ra])|o1)\Z")  # a label's letters, before its "_"
 _NEXT_MEMBER_RE = re.compile(r",[ \t]{0,64}(?=f(?:m(?:2|1[ra])|o1)_)")
-_SCHEME_RE = re.compile(r"(?<![A-Za-z0-9])(?i:flyv1|bearer)[ \t]{1,64}\Z")
+_SCHEMES = ("flyv1", "bearer")
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def _after_scheme(buf: str, p: int) -> bool:
+    """Whether ``FlyV1`` or ``Bearer``, in any case, then 1 to 64 spaces or tabs end at *p*.
+
+    The scheme must not end a longer word. Read backwards with string
+    methods: a regular expression's search tried each start in the window.
+    """
+    head = buf[max(0, p - _LOOKBEHIND) : p]
+    word = head.rstrip(" \t")
+    if not 1 <= len(head) - len(word) <= 64:
+        return False
+    for scheme in _SCHEMES:
+        # Only ASCII letters are these letters in another case (str.lower
+        # of another character is never one of them).
+        if word[-len(scheme) :].lower() == scheme:
+            # A window that starts at the scheme starts the text: 64 spaces
+            # and the longest scheme are shorter than the window.
+            return len(word) == len(scheme) or word[-len(scheme) - 1] not in _ALNUM
+    return False
 
 
 def _sha256_hex(text: str) -> str:
@@ -408,7 +429,7 @@ class _State:
         ctx: Context
         if buf_abs + p == self.next_member:
             ctx = self.group
-        elif p and buf[p - 1] in " \t" and _SCHEME_RE.search(buf, max(0, p - _LOOKBEHIND), p):
+        elif p and buf[p - 1] in " \t" and _after_scheme(buf, p):
             ctx = self.group = "header"
         elif link >= 0:
             ctx = self.group = "bundle"
