@@ -211,10 +211,12 @@ def test_labels_are_found_alike_from_either_end(
 ) -> None:
     # A first line of snake_case text makes the scanner search labels from
     # their "f"; one without "_" from their "_". Both find every label.
-    first = filler.replace("F", "f") * 5000 + "fm2_ fo1_ fm1r_"
+    first = filler.replace("F", "f") * 10000 + "fm2_ fo1_ fm1r_"
     corpus = build_corpus(minted)
     text = first + "\n" + corpus.text
     assert decoders.Labels.choose(text) is from_end
+    # A short text is searched from "f": sampling it would cost a pass over it.
+    assert decoders.Labels.choose(first[:30000]) is False
     got = [key_tuple(f) for f in find_tokens(text, "c.py") if f.kind != "malformed"]
     assert got == [(path, line + 1, *rest) for path, line, *rest in corpus.expected]
 
