@@ -104,6 +104,41 @@ def test_a_flood_of_malformed_candidates_is_capped_but_tokens_are_not() -> None:
     ]
 
 
+def test_token_like_malformed_candidates_are_capped_too() -> None:
+    # Payloads that start as a token's does ("l") must be examined, but a
+    # flood of them yields no more malformed findings than any other.
+    rng = random.Random(6)
+    flood = [f"fm2_l{base64.b64encode(rng.randbytes(33)).decode()} " for _ in range(3000)]
+    text = "".join(flood[:2000]) + f"FlyV1 {PERM} " + "".join(flood[2000:])
+    found = list(find_tokens(text))
+    assert sum(f.kind == "malformed" for f in found) == scanner.MAX_MALFORMED
+    assert [(f.kind, f.token_id) for f in found if f.kind != "malformed"] == [("token", tid(PERM))]
+
+
+@pytest.mark.parametrize("sep", ["", ",", " ", "A "])
+def test_labels_packed_back_to_back_are_passed_over_in_bulk(sep: str) -> None:
+    # Labels with nothing worth reporting after them, by the tens of thousands:
+    # past the flood's threshold they cost one match, and a token among them
+    # is still found.
+    text = ("fm2_" + sep) * 30_000 + f"\nFlyV1 {PERM}\n" + ("fm2_" + sep) * 30_000 + FO1
+    found = [(f.kind, f.token_id) for f in find_tokens(text)]
+    assert found == [("token", tid(PERM)), ("opaque", TokenId(None, None, fp(FO1)))]
+
+
+@pytest.mark.parametrize("chunk", [5, 997, 1 << 17])
+def test_a_flooded_text_in_chunks_finds_what_it_finds_whole(chunk: int) -> None:
+    # The bulk skip stops short of a buffer's end (a label may be cut there)
+    # and of a base64-wrapped value.
+    wrapped = base64.b64encode(f"FlyV1 {PERM}".encode()).decode()
+    flood = "fm2_," * 12_000
+    text = f"{flood}x: {wrapped}\n{flood}{PERM} {flood}{FO1}\n"
+    whole = [(f.line, f.column, f.kind, f.token_id) for f in find_tokens(text)]
+    assert [k for _, _, k, _ in whole] == ["token", "token", "opaque"]
+    chunks = [text[i : i + chunk] for i in range(0, len(text), chunk)]
+    got = [h.finding for h in scanner._scan(chunks, None)]
+    assert [(f.line, f.column, f.kind, f.token_id) for f in got] == whole
+
+
 def test_tokens_found_again_are_the_same_and_the_memo_of_them_is_bounded() -> None:
     # Tokens lately found are remembered (a token repeated across a history
     # is decoded once): repeats must be reported as the first time, and the

@@ -17,8 +17,10 @@ from .._gojson import unb64
 __all__: list[str] = []
 
 LABEL_RE = re.compile(r"f(?:m(?:2|1[ra])|o1)_")
-# The labels found from their "_", exact on their last three characters.
-_LABEL_END_RE = re.compile(r"_(?<=m2_|o1_|1r_|1a_)")
+# The labels found from their "_": a cheap look back at the three characters
+# before most "_" fail, then an exact one (so that no false match costs a
+# Python step: "xm2_" repeated would).
+_LABEL_END_RE = re.compile(r"_(?<=m2_|o1_|1r_|1a_)(?:(?<=fm2_|fo1_)|(?<=fm1[ra]_))")
 _LABEL_OF_END = {"m2_": "fm2_", "o1_": "fo1_", "1r_": "fm1r_", "1a_": "fm1a_"}
 _SAMPLE = 8192
 # Base64 characters and the escapes of the documented subset, then at most
@@ -145,7 +147,7 @@ class Labels:
             label = _LABEL_OF_END[buf[at - 3 : at]]
             start = at - len(label)
             # Labels cannot overlap, so the first to end is the first to start.
-            if start >= pos and buf.startswith(label, start):
+            if start >= pos:
                 return start, label
         return None
 

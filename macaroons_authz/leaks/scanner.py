@@ -50,11 +50,15 @@ Context = Literal["header", "bundle", "bare"]
 #: continuations a real one fits many times over; a longer run is reported
 #: as ``"malformed"`` without a fingerprint and skipped.
 MAX_CANDIDATE_CHARS: Final = 4 * 1024 * 1024
-#: How many ``"malformed"`` findings one text yields; after them, candidates
-#: that cannot be macaroons (whose payload does not start as a token's
-#: MessagePack array does) are passed over unreported, so a text packed with
-#: labels scans fast. Tokens and ``fo1_`` strings are always reported.
+#: How many ``"malformed"`` findings one text yields. After them, or after
+#: ten times as many candidates not worth reporting (a text packed with
+#: labels), the text is flooded: candidates that cannot be tokens are passed
+#: over in bulk, unreported, so that it scans fast. What can be a token
+#: there is a label, then a payload of at least 44 base64 characters that
+#: starts as a token's MessagePack array does (a token's tail alone takes
+#: 46), or ``fo1_`` and at least 43 characters; these are examined as ever.
 MAX_MALFORMED: Final = 1000
+_MAX_UNREPORTED: Final = 10 * MAX_MALFORMED
 # The first base64 character of a token: its array header is 0x94, 0xdc or 0xdd.
 _TOKEN_STARTS: Final = ("l", "3")
 #: Written on the line of a token, marks it as accepted (:attr:`Finding.allowed`).
@@ -75,6 +79,12 @@ _LONGEST_ESCAPE = 8  # a run that stops this far from the buffer's end has ended
 
 _OAUTH_RUN_RE = re.compile(r"[A-Za-z0-9_-]*")
 _GLUED_LABEL_RE = re.compile(r"f(?:m(?:2|1[ra])|o1)\Z")  # a label's letters, before its "_"
+# Text holding no candidate a flooded text examines (see MAX_MALFORMED): linear,
+# one look-ahead of at most 48 characters at each "f".
+_FLOOD_SKIP_RE = re.compile(
+    r"(?:[^f]++|f(?!m(?:2|1[ra])_[l3][A-Za-z0-9+/]{43}|o1_[A-Za-z0-9_-]{43}))*+"
+)
+_FLOOD_SIGHT: Final = 49 + _CARRY  # the longest look-ahead, with its "f"
 _NEXT_MEMBER_RE = re.compile(r",[ \t]{0,64}(?=f(?:m(?:2|1[ra])|o1)_)")
 _SCHEMES = ("flyv1", "bearer")
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -402,6 +412,7 @@ class _State:
         "malformed",
         "next_member",
         "skipping",
+        "unreported",
     )
 
     def __init__(self) -> None:
@@ -412,6 +423,7 @@ class _State:
         self.group: Context = "bare"  # the context of the members of that list
         self.skipping: str | None = None  # the label of an oversized candidate being skipped
         self.malformed = 0  # malformed findings reported
+        self.unreported = 0  # candidates not worth reporting
         self.from_end: bool | None = None  # search labels from their "_" (None: not chosen)
 
     def advance(self, buf: str, buf_abs: int, upto: int) -> None:
@@ -541,17 +553,23 @@ def _scan(
                 continue
             if p < 0:
                 break
+            if st.malformed >= MAX_MALFORMED or st.unreported >= _MAX_UNREPORTED:
+                # A flooded text: what cannot be a token is passed over in one
+                # match, up to the next wrapped value and, if more text is to
+                # come, short of what the match could not see whole (its
+                # look-ahead, and a label cut by the buffer's end).
+                # (Matched no further than the wrapped value needs, so that
+                # a text of many of them is read once.)
+                m = _FLOOD_SKIP_RE.match(buf, p, w + _FLOOD_SIGHT if w > p else size)
+                assert m is not None  # the pattern matches the empty string
+                skipped = m.end() if final else min(m.end(), size - _FLOOD_SIGHT)
+                if w > p:
+                    skipped = min(skipped, w)
+                if skipped > p:
+                    st.next_member = -1
+                    pos = skipped
+                    continue
             label_end = p + len(label)
-            if (
-                st.malformed >= MAX_MALFORMED
-                and label != _OAUTH_LABEL
-                and not buf.startswith(_TOKEN_STARTS, label_end)
-            ):
-                # A flood of malformed candidates: one that cannot be a token
-                # is passed over, at the cost of the label search alone.
-                st.next_member = -1
-                pos = label_end
-                continue
             if label == _OAUTH_LABEL:
                 result, end, furthest = _extract_oauth(buf, label_end)
             else:
@@ -574,6 +592,7 @@ def _scan(
                     # Not reported and not followed by another member: only
                     # the list it may end needs to forget it.
                     st.next_member = -1
+                    st.unreported += 1
                     pos = end
                     continue
             context = st.context(buf, buf_abs, p, link)
@@ -590,7 +609,9 @@ def _scan(
                 if not (final or pos + _LONGEST_ESCAPE <= size):
                     st.skipping, pos = label, size
                 continue
-            if result.kind is not None:
+            if result.kind is not None and (
+                result.kind != "malformed" or st.malformed < MAX_MALFORMED
+            ):
                 st.advance(buf, buf_abs, p)
                 column = buf_abs + p - st.line_start + 1
                 finding = Finding(
@@ -606,6 +627,8 @@ def _scan(
                 )
                 st.malformed += result.kind == "malformed"
                 yield _Hit(finding, result.token, result.macaroon, result.data)
+            else:
+                st.unreported += 1
             pos = end
 
         if final:
