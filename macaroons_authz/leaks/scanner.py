@@ -581,6 +581,9 @@ def _scan(
             if not decided and not oversized:
                 keep_from = p
                 break
+            kind = result.kind
+            if kind == "malformed" and st.malformed >= MAX_MALFORMED:
+                kind = None  # past the cap, as if not worth reporting
             link = -1
             if not oversized:
                 nm = next_member_match(buf, end)
@@ -588,7 +591,7 @@ def _scan(
                     link = buf_abs + nm.end()
                 elif label_match(buf, end):  # glued on without a comma
                     link = buf_abs + end
-                elif result.kind is None:
+                elif kind is None:
                     # Not reported and not followed by another member: only
                     # the list it may end needs to forget it.
                     st.next_member = -1
@@ -609,9 +612,7 @@ def _scan(
                 if not (final or pos + _LONGEST_ESCAPE <= size):
                     st.skipping, pos = label, size
                 continue
-            if result.kind is not None and (
-                result.kind != "malformed" or st.malformed < MAX_MALFORMED
-            ):
+            if kind is not None:
                 st.advance(buf, buf_abs, p)
                 column = buf_abs + p - st.line_start + 1
                 finding = Finding(
@@ -620,12 +621,12 @@ def _scan(
                     column,
                     label,
                     context,
-                    result.kind,
+                    kind,
                     _token_id(result),
                     result.macaroon.location if result.macaroon is not None else None,
                     _allows(buf, st.line_start - buf_abs, p, end),
                 )
-                st.malformed += result.kind == "malformed"
+                st.malformed += kind == "malformed"
                 yield _Hit(finding, result.token, result.macaroon, result.data)
             else:
                 st.unreported += 1
