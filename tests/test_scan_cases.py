@@ -139,6 +139,17 @@ def test_a_flooded_text_in_chunks_finds_what_it_finds_whole(chunk: int) -> None:
     assert [(f.line, f.column, f.kind, f.token_id) for f in got] == whole
 
 
+@pytest.mark.parametrize("chunk", [7, 97, 4096])
+def test_an_allow_marker_long_before_its_token_is_seen_in_chunks_too(chunk: int) -> None:
+    # The marker may stand up to 512 characters before a token on its line;
+    # a chunked scan kept only 96 of them, so scan_paths and find_tokens
+    # disagreed on a long line.
+    text = f"# macaroons-authz: allow {'x' * 400} {PERM}\nx = {PERM}\n"
+    chunks = [text[i : i + chunk] for i in range(0, len(text), chunk)]
+    got = [(h.finding.line, h.finding.allowed) for h in scanner._scan(chunks, None)]
+    assert got == [(f.line, f.allowed) for f in find_tokens(text)] == [(1, True), (2, False)]
+
+
 def test_tokens_found_again_are_the_same_and_the_memo_of_them_is_bounded() -> None:
     # Tokens lately found are remembered (a token repeated across a history
     # is decoded once): repeats must be reported as the first time, and the

@@ -640,7 +640,9 @@ def _scan(
         else:
             need = size - keep_from
         st.advance(buf, buf_abs, keep_from)
-        start = max(0, keep_from - _LOOKBEHIND)
+        # Kept before the next candidate: the scheme's look-behind and the
+        # allow marker's (_MARGIN, the longer).
+        start = max(0, keep_from - _MARGIN)
         carry, carry_abs, scan_from = buf[start:], buf_abs + start, keep_from - start
 
 
