@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from macaroons_authz import (
     Action,
@@ -148,6 +150,30 @@ def test_an_allow_marker_long_before_its_token_is_seen_in_chunks_too(chunk: int)
     chunks = [text[i : i + chunk] for i in range(0, len(text), chunk)]
     got = [(h.finding.line, h.finding.allowed) for h in scanner._scan(chunks, None)]
     assert got == [(f.line, f.allowed) for f in find_tokens(text)] == [(1, True), (2, False)]
+
+
+def _pieces() -> list[str]:
+    wrapped = base64.b64encode(f"FlyV1 {PERM}".encode()).decode()
+    cut = len(PERM) // 2
+    return [
+        PERM, DIS, FO1, f"FlyV1 {PERM}", f"Bearer  {DIS},{PERM}", PERM.replace("/", "\\/"),
+        f'"{PERM[:cut]}" "{PERM[cut:]}"', f"{PERM[:cut]}\\\n{PERM[cut:]}", wrapped,
+        PERM.replace("+", "%2B").replace("=", "%3D"), PERM[:cut], "fm2_", "fo1_", "fm1r_",
+        "fm2_" + "QUJD" * 12, "# macaroons-authz: allow", "\n", " ", ",", "\n    ", "x" * 90,
+        "snake_case", "Zm0yX", "_", "f",
+    ]  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(_pieces()), max_size=40), st.sampled_from([7, 64, 997]))
+def test_a_text_in_chunks_has_the_findings_it_has_whole(parts: list[str], chunk: int) -> None:
+    # Every chunk boundary is a place where state must carry over: line
+    # counts, lists of members, the scheme and allow marker before a label,
+    # candidates that the next chunk extends.
+    text = "".join(parts)
+    chunks = [text[i : i + chunk] for i in range(0, len(text), chunk)]
+    got = [h.finding for h in scanner._scan(chunks, None)]
+    assert got == list(find_tokens(text))
 
 
 def test_tokens_found_again_are_the_same_and_the_memo_of_them_is_bounded() -> None:
