@@ -81,10 +81,13 @@ _OAUTH_RUN_RE = re.compile(r"[A-Za-z0-9_-]*")
 _GLUED_LABEL_RE = re.compile(r"f(?:m(?:2|1[ra])|o1)\Z")  # a label's letters, before its "_"
 # Text holding no candidate a flooded text examines (see MAX_MALFORMED): linear,
 # one look-ahead of at most 48 characters at each "f".
+_TOKEN_MIN_RUN = 44  # base64 characters: a token's 32-byte tail alone takes 46
 _FLOOD_SKIP_RE = re.compile(
-    r"(?:[^f]++|f(?!m(?:2|1[ra])_[l3][A-Za-z0-9+/]{43}|o1_[A-Za-z0-9_-]{43}))*+"
+    rf"(?:[^f]++|f(?!m(?:2|1[ra])_[{''.join(_TOKEN_STARTS)}][A-Za-z0-9+/]{{{_TOKEN_MIN_RUN - 1}}}"
+    rf"|o1_[A-Za-z0-9_-]{{{_OAUTH_LENGTH}}}))*+"
 )
-_FLOOD_SIGHT: Final = 49 + _CARRY  # the longest look-ahead, with its "f"
+# The longest look-ahead ("f", "m1r_" and the run), and a label cut by the buffer's end.
+_FLOOD_SIGHT: Final = 1 + len("m1r_") + _TOKEN_MIN_RUN + _CARRY
 _NEXT_MEMBER_RE = re.compile(r",[ \t]{0,64}(?=f(?:m(?:2|1[ra])|o1)_)")
 _SCHEMES = ("flyv1", "bearer")
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -557,9 +560,9 @@ def _scan(
                 # A flooded text: what cannot be a token is passed over in one
                 # match, up to the next wrapped value and, if more text is to
                 # come, short of what the match could not see whole (its
-                # look-ahead, and a label cut by the buffer's end).
-                # (Matched no further than the wrapped value needs, so that
-                # a text of many of them is read once.)
+                # look-ahead, and a label cut by the buffer's end). It is matched
+                # no further than the wrapped value needs, so that a text of
+                # many of them is read once.
                 m = _FLOOD_SKIP_RE.match(buf, p, w + _FLOOD_SIGHT if w > p else size)
                 assert m is not None  # the pattern matches the empty string
                 skipped = m.end() if final else min(m.end(), size - _FLOOD_SIGHT)
